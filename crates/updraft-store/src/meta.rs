@@ -1,0 +1,41 @@
+//! The metadata-store trait: every query the server makes, so that SQLite and PostgreSQL
+//! implementations are interchangeable. Writes that belong together are one call, one transaction.
+
+use async_trait::async_trait;
+
+use crate::{AppRow, AuditRow, Changeset, MetadataRow, ReleaseRow, StoreError, TokenRow};
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Brings the schema to the newest version; safe to call on every start.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets a setting only if it is absent; returns whether it was set.
+    async fn init_setting(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+
+    /// Creates the app with its first TUF metadata. `Conflict` when it exists.
+    async fn create_app(&self, app: &AppRow, changes: &Changeset) -> Result<(), StoreError>;
+    async fn get_app(&self, id: &str) -> Result<Option<AppRow>, StoreError>;
+    async fn list_apps(&self) -> Result<Vec<AppRow>, StoreError>;
+
+    /// Every release of an app with its artifacts, any state.
+    async fn list_releases(&self, app: &str) -> Result<Vec<ReleaseRow>, StoreError>;
+    /// Writes a changeset for one app in one transaction. A new metadata version that exists
+    /// already is a `Conflict` and nothing is written.
+    async fn apply(&self, app: &str, changes: &Changeset) -> Result<(), StoreError>;
+
+    async fn latest_metadata(&self, app: &str, role: &str) -> Result<Option<MetadataRow>, StoreError>;
+    async fn get_metadata(&self, app: &str, role: &str, version: u64) -> Result<Option<MetadataRow>, StoreError>;
+
+    async fn insert_token(&self, token: &TokenRow, audit: Option<&crate::AuditEntry>) -> Result<(), StoreError>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+    async fn revoke_token(&self, id: &str, at: &str, audit: Option<&crate::AuditEntry>) -> Result<bool, StoreError>;
+
+    async fn append_audit(&self, entry: &crate::AuditEntry) -> Result<(), StoreError>;
+    /// Audit events with `seq > after`, oldest first, at most `limit`.
+    async fn list_audit(&self, app: Option<&str>, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+}

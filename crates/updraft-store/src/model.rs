@@ -1,0 +1,134 @@
+//! Database rows. These are storage types, not the wire format: the server maps them to its own
+//! response types, so a schema change cannot silently change the API.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRow {
+    pub id: String,
+    pub created_at: String,
+}
+
+/// A release's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseState {
+    Draft,
+    Published,
+    /// No longer offered to clients that do not have it; resumable.
+    Halted,
+    /// Withdrawn for good.
+    Yanked,
+}
+
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Published => "published",
+            Self::Halted => "halted",
+            Self::Yanked => "yanked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => Self::Draft,
+            "published" => Self::Published,
+            "halted" => Self::Halted,
+            "yanked" => Self::Yanked,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub app: String,
+    pub version: String,
+    pub channel: String,
+    pub notes: Option<String>,
+    pub state: ReleaseState,
+    /// Rollout share in basis points (0–10 000).
+    pub rollout_bp: u32,
+    /// Bucket salt: with the app and client id it fixes the client's rollout bucket.
+    pub salt: String,
+    pub created_at: String,
+    pub published_at: Option<String>,
+    pub artifacts: Vec<ArtifactRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRow {
+    pub platform: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// One signed TUF metadata file, exactly as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataRow {
+    pub role: String,
+    pub version: u64,
+    pub body: Vec<u8>,
+    pub expires: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the secret, hex. The secret itself is never stored.
+    pub hash: String,
+    pub role: String,
+    /// Apps the token may touch; empty means every app.
+    pub apps: Vec<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// An audit event to append; the store chains it to the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub app: Option<String>,
+    pub detail: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub app: Option<String>,
+    pub detail: String,
+    pub request_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRow {
+    /// The chain link: SHA-256 over the previous hash and this event's fields, length-prefixed.
+    pub fn compute_hash(prev_hash: &str, at: &str, actor: &str, action: &str, app: Option<&str>, detail: &str, request_id: Option<&str>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [prev_hash, at, actor, action, app.unwrap_or(""), detail, request_id.unwrap_or("")] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Everything one change writes, committed in one transaction: release rows (inserted or
+/// replaced with their artifacts), new TUF metadata, and the audit event.
+#[derive(Debug, Clone, Default)]
+pub struct Changeset {
+    pub releases: Vec<ReleaseRow>,
+    pub metadata: Vec<MetadataRow>,
+    pub audit: Option<AuditEntry>,
+}
