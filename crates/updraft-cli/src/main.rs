@@ -1,1 +1,70 @@
-fn main() {}
+//! The `updraft` binary: flag parsing and glue. `serve` runs the server library; the admin
+//! commands speak the admin HTTP API; `client` drives the client library. Every failure maps
+//! to one of the exit codes in [`exit`].
+
+mod admin;
+mod client_cmd;
+mod exit;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "updraft", version, about = "Updraft: signed releases, staged rollouts and verified updates.")]
+#[command(after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no update available, 4 verification refused, 5 server unreachable or failing, 6 request refused by the server.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    #[command(after_help = "Example:\n  updraft serve                       # ./updraft-data, 127.0.0.1:8080\n  updraft serve --data /var/lib/updraft --listen 0.0.0.0:8080")]
+    Serve(serve::ServeArgs),
+    /// Manage apps.
+    #[command(subcommand)]
+    App(admin::AppCmd),
+    /// Publish, list and yank releases.
+    #[command(subcommand)]
+    Release(admin::ReleaseCmd),
+    /// Change a release's rollout.
+    #[command(subcommand)]
+    Rollout(admin::RolloutCmd),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCmd),
+    /// Check for, download and install updates, verified with TUF.
+    #[command(subcommand)]
+    Client(client_cmd::ClientCmd),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::App(cmd) => admin::run_app(cmd).await,
+            Command::Release(cmd) => admin::run_release(cmd).await,
+            Command::Rollout(cmd) => admin::run_rollout(cmd).await,
+            Command::Token(cmd) => admin::run_token(cmd).await,
+            Command::Client(cmd) => client_cmd::run(cmd).await,
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_of(&e);
+            eprintln!("error: {e:#}");
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,1 +1,185 @@
-//! placeholder
+//! The Updraft server: an axum application over the stores. [`Server::start`] opens storage,
+//! bootstraps the first admin token, binds, and serves until the shutdown future resolves
+//! (in-flight requests finish first).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), updraft_server::StartError> {
+//! let config = updraft_server::Config::default();
+//! let server = updraft_server::Server::start(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod config;
+pub mod error;
+mod extract;
+mod http_blob;
+pub mod metrics;
+pub mod ops;
+pub mod repo;
+mod routes;
+pub mod state;
+pub mod view;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::{get, patch, post, put};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use config::{Config, RawConfig};
+use error::ApiError;
+use state::AppState;
+use updraft_store::{BlobStore, MetaStore, SqliteStore, TokenRow};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("cannot use the data directory {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("storage: {0}")]
+    Store(#[from] updraft_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A started server, bound and ready to [`run`](Server::run).
+pub struct Server {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    /// The bootstrap admin token, when this start created it (printed once by the CLI).
+    pub bootstrap_token: Option<String>,
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let json_limit = state.config.max_json_bytes;
+    let admin = Router::new()
+        .route("/apps", post(routes::admin::create_app).get(routes::admin::list_apps))
+        .route("/apps/{app}", get(routes::admin::get_app))
+        .route("/apps/{app}/releases", post(routes::admin::create_release).get(routes::admin::list_releases))
+        .route("/apps/{app}/releases/{version}", get(routes::admin::get_release))
+        .route("/apps/{app}/releases/{version}/publish", post(routes::admin::publish_release))
+        .route("/apps/{app}/releases/{version}/rollout", put(routes::admin::set_rollout))
+        .route("/apps/{app}/releases/{version}/pause", post(routes::admin::pause_rollout))
+        .route("/apps/{app}/releases/{version}/resume", post(routes::admin::resume_rollout))
+        .route("/apps/{app}/releases/{version}/yank", post(routes::admin::yank_release))
+        .route("/uploads", post(routes::admin::create_upload))
+        .route("/uploads/{id}", patch(routes::admin::append_upload).get(routes::admin::get_upload))
+        .route("/tokens", post(routes::admin::create_token).get(routes::admin::list_tokens))
+        .route("/tokens/{id}", axum::routing::delete(routes::admin::revoke_token))
+        .route("/audit", get(routes::admin::list_audit))
+        .layer(axum::extract::DefaultBodyLimit::max(json_limit));
+    Router::new()
+        .route("/v1/update/{app}/{channel}/{platform}", get(routes::public::check_update))
+        .route("/v1/blobs/{sha256}", get(routes::public::get_blob))
+        .route("/tuf/{app}/metadata/{file}", get(routes::public::get_metadata))
+        .route("/tuf/{app}/targets/{*path}", get(routes::public::get_target))
+        .route("/healthz", get(routes::public::healthz))
+        .route("/readyz", get(routes::public::readyz))
+        .route("/metrics", get(routes::public::metrics))
+        .nest("/v1/admin", admin)
+        .fallback(|| async { ApiError::not_found("route_not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method") })
+        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir { path: data.clone(), source })?;
+        let store = SqliteStore::open(&data.join("updraft.db")).await?;
+        store.migrate().await?;
+        let store: Arc<dyn MetaStore> = Arc::new(store);
+        let blobs = BlobStore::open(&data.join("blobs")).await?;
+        let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes);
+        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+        metrics::handle();
+        let bootstrap_token = bootstrap(store.as_ref(), config.bootstrap_token.as_deref()).await?;
+        let state = AppState::new(config, store, blobs, repo, public_url);
+        ops::rebuild_all_views(&state).await.map_err(|e| StartError::Other(format!("loading releases: {}", e.message)))?;
+        Ok(Server { state, listener, bootstrap_token })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let maintenance = tokio::spawn(maintenance_loop(self.state.clone(), stop_rx));
+        let app = router(self.state.clone());
+        let timeout = Duration::from_secs(self.state.config.request_timeout_secs);
+        // Uploads and downloads stream for long; the timeout bounds only reading the headers.
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        });
+        let _ = timeout;
+        let result = served.await.map_err(|e| StartError::Other(format!("server error: {e}")));
+        let _ = stop_tx.send(true);
+        let _ = maintenance.await;
+        result
+    }
+}
+
+/// Creates the first admin token on a fresh install. Returns the secret when it was created
+/// here from a random value (the caller prints it once); nothing is returned otherwise.
+async fn bootstrap(store: &dyn MetaStore, from_env: Option<&str>) -> Result<Option<String>, StartError> {
+    if store.get_setting("bootstrapped").await?.is_some() {
+        return Ok(None);
+    }
+    let secret = from_env.map(str::to_owned).unwrap_or_else(auth::new_secret);
+    let row = TokenRow {
+        id: updraft_store::random_hex(8),
+        name: "bootstrap-admin".into(),
+        hash: auth::hash_secret(&secret),
+        role: "admin".into(),
+        apps: vec![],
+        created_at: updraft_store::now_rfc3339(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    let event = updraft_store::AuditEntry { actor: "system".into(), action: "token.bootstrap".into(), app: None, detail: serde_json::json!({"id": row.id}), request_id: None };
+    store.insert_token(&row, Some(&event)).await?;
+    store.init_setting("bootstrapped", &updraft_store::now_rfc3339()).await?;
+    Ok(if from_env.is_some() { None } else { Some(secret) })
+}
+
+/// Background upkeep: re-sign metadata before it expires, delete abandoned uploads.
+async fn maintenance_loop(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = Duration::from_secs(state.config.maintenance_interval_secs);
+    loop {
+        match ops::refresh_expiring_metadata(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(apps = n, "re-signed expiring TUF metadata"),
+            Err(e) => tracing::error!(error = %e.message, "metadata refresh failed"),
+        }
+        if let Err(e) = state.blobs.sweep_stale_uploads(24 * 3600).await {
+            tracing::warn!(error = %e, "stale upload sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -18,8 +18,8 @@ mod meta;
 mod model;
 mod sqlite;
 
-pub use blobs::{BlobStore, FinishedUpload, Upload};
-pub use error::StoreError;
+pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
+pub use error::{StoreError, UploadProblem};
 pub use meta::MetaStore;
 pub use model::*;
 pub use sqlite::SqliteStore;

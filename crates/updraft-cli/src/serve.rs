@@ -1,0 +1,80 @@
+//! `updraft serve`: layers flags over `UPDRAFT_*` over the TOML file named by `--config`, starts
+//! the server, prints the bootstrap token once, and stops gracefully on SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use updraft_server::{RawConfig, Server};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Data directory (SQLite database, blobs, keys, trust roots) [default: ./updraft-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// TOML configuration file (read only when named; flags and UPDRAFT_* override it).
+    #[arg(long, env = "UPDRAFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Base URL clients use to reach this server, for links in answers.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "UPDRAFT_LOG_JSON")]
+    log_json: bool,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    init_logging(args.log_json);
+    let flags = RawConfig { data: args.data, listen: args.listen, public_url: args.public_url, ..Default::default() };
+    let env = RawConfig::from_env(|k| std::env::var(k).ok()).map_err(join_errors)?;
+    let file = match &args.config {
+        Some(path) => RawConfig::from_toml_file(path)?,
+        None => RawConfig::default(),
+    };
+    let config = flags.over(env).over(file).validate().map_err(join_errors)?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config).await.context("cannot start the server")?;
+    let addr = server.local_addr();
+    tracing::info!(%addr, data = %data_dir.display(), "updraft listening");
+    if let Some(token) = &server.bootstrap_token {
+        // Printed once: only its hash is stored.
+        println!("Bootstrap admin token (shown once; store it safely):\n  {token}");
+    }
+    println!("updraft listening on http://{addr} (data in {})", data_dir.display());
+    server.run(shutdown_signal()).await?;
+    Ok(crate::exit::OK)
+}
+
+fn join_errors(errors: Vec<updraft_server::config::ConfigError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    crate::exit::coded(2, format!("invalid configuration:\n{}", lines.join("\n")))
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("UPDRAFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

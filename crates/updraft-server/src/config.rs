@@ -1,0 +1,236 @@
+//! Server configuration in two layers: [`RawConfig`] holds values as a user wrote them (flags,
+//! `UPDRAFT_*` environment, a TOML file — all optional), merged in that order of precedence;
+//! [`Config`] is the validated result with typed fields and defaults filled in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One layer of configuration. Every field is optional so layers can be merged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    /// Base URL clients reach this server at; download URLs in update answers start with it.
+    pub public_url: Option<String>,
+    pub max_upload_bytes: Option<u64>,
+    pub max_json_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+    pub bootstrap_token: Option<String>,
+    pub key_passphrase: Option<String>,
+    pub timestamp_lifetime_secs: Option<u64>,
+    pub snapshot_lifetime_secs: Option<u64>,
+    pub targets_lifetime_secs: Option<u64>,
+    pub root_lifetime_secs: Option<u64>,
+    /// How often the background job checks metadata expiry and stale uploads.
+    pub maintenance_interval_secs: Option<u64>,
+}
+
+/// A configuration problem, naming where the value came from and which field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {field}: {message}")]
+pub struct ConfigError {
+    pub source_name: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl RawConfig {
+    /// Reads a TOML file. Errors name the file and, where TOML says, the field.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let err = |field: &str, message: String| ConfigError { source_name: path.display().to_string(), field: field.into(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err("-", e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err("-", e.message().to_owned()))
+    }
+
+    /// Reads `UPDRAFT_*` variables through `get` (the process environment in production).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut num = |name: &str| -> Option<u64> {
+            let v = get(name)?;
+            match v.trim().parse() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    errors.push(ConfigError { source_name: "environment".into(), field: name.into(), message: format!("{v:?} is not a whole number") });
+                    None
+                }
+            }
+        };
+        let raw = RawConfig {
+            max_upload_bytes: num("UPDRAFT_MAX_UPLOAD_BYTES"),
+            max_json_bytes: num("UPDRAFT_MAX_JSON_BYTES").map(|n| n as usize),
+            request_timeout_secs: num("UPDRAFT_REQUEST_TIMEOUT_SECS"),
+            timestamp_lifetime_secs: num("UPDRAFT_TIMESTAMP_LIFETIME_SECS"),
+            snapshot_lifetime_secs: num("UPDRAFT_SNAPSHOT_LIFETIME_SECS"),
+            targets_lifetime_secs: num("UPDRAFT_TARGETS_LIFETIME_SECS"),
+            root_lifetime_secs: num("UPDRAFT_ROOT_LIFETIME_SECS"),
+            maintenance_interval_secs: num("UPDRAFT_MAINTENANCE_INTERVAL_SECS"),
+            data: get("UPDRAFT_DATA").map(PathBuf::from),
+            listen: get("UPDRAFT_LISTEN"),
+            public_url: get("UPDRAFT_PUBLIC_URL"),
+            bootstrap_token: get("UPDRAFT_BOOTSTRAP_TOKEN"),
+            key_passphrase: get("UPDRAFT_KEY_PASSPHRASE"),
+        };
+        if errors.is_empty() {
+            Ok(raw)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// `self` wins over `lower` field by field.
+    pub fn over(self, lower: RawConfig) -> RawConfig {
+        RawConfig {
+            data: self.data.or(lower.data),
+            listen: self.listen.or(lower.listen),
+            public_url: self.public_url.or(lower.public_url),
+            max_upload_bytes: self.max_upload_bytes.or(lower.max_upload_bytes),
+            max_json_bytes: self.max_json_bytes.or(lower.max_json_bytes),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            bootstrap_token: self.bootstrap_token.or(lower.bootstrap_token),
+            key_passphrase: self.key_passphrase.or(lower.key_passphrase),
+            timestamp_lifetime_secs: self.timestamp_lifetime_secs.or(lower.timestamp_lifetime_secs),
+            snapshot_lifetime_secs: self.snapshot_lifetime_secs.or(lower.snapshot_lifetime_secs),
+            targets_lifetime_secs: self.targets_lifetime_secs.or(lower.targets_lifetime_secs),
+            root_lifetime_secs: self.root_lifetime_secs.or(lower.root_lifetime_secs),
+            maintenance_interval_secs: self.maintenance_interval_secs.or(lower.maintenance_interval_secs),
+        }
+    }
+
+    /// Validates every field and reports every problem, not just the first.
+    pub fn validate(self) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, message: String| errors.push(ConfigError { source_name: "configuration".into(), field: field.into(), message });
+        let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_s.parse().unwrap_or_else(|_| {
+            bad("listen", format!("{listen_s:?} is not an address like 127.0.0.1:8080"));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let public_url = self.public_url.map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bad("public_url", format!("{u:?} must start with http:// or https://"));
+            }
+        }
+        let lifetime = |v: Option<u64>, default: u64| v.unwrap_or(default);
+        let lifetimes = Lifetimes {
+            root: lifetime(self.root_lifetime_secs, 365 * 86400),
+            targets: lifetime(self.targets_lifetime_secs, 90 * 86400),
+            snapshot: lifetime(self.snapshot_lifetime_secs, 7 * 86400),
+            timestamp: lifetime(self.timestamp_lifetime_secs, 86400),
+        };
+        for (name, v) in [("root_lifetime_secs", lifetimes.root), ("targets_lifetime_secs", lifetimes.targets), ("snapshot_lifetime_secs", lifetimes.snapshot), ("timestamp_lifetime_secs", lifetimes.timestamp)] {
+            if v < 60 {
+                bad(name, format!("{v} is too short: at least 60 seconds"));
+            }
+        }
+        let max_upload_bytes = self.max_upload_bytes.unwrap_or(4 << 30);
+        if max_upload_bytes == 0 {
+            bad("max_upload_bytes", "must be above 0".into());
+        }
+        if let Some(t) = &self.bootstrap_token {
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                bad("bootstrap_token", "must be at least 16 printable characters without spaces".into());
+            }
+        }
+        let config = Config {
+            data_dir: self.data.unwrap_or_else(|| PathBuf::from("updraft-data")),
+            listen,
+            public_url,
+            max_upload_bytes,
+            max_json_bytes: self.max_json_bytes.unwrap_or(1 << 20),
+            request_timeout_secs: self.request_timeout_secs.unwrap_or(30),
+            bootstrap_token: self.bootstrap_token,
+            key_passphrase: self.key_passphrase.filter(|p| !p.is_empty()),
+            lifetimes,
+            maintenance_interval_secs: self.maintenance_interval_secs.unwrap_or(60).max(1),
+        };
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Lifetimes of each TUF role's metadata, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub root: u64,
+    pub targets: u64,
+    pub snapshot: u64,
+    pub timestamp: u64,
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `None`: derived from the bound address.
+    pub public_url: Option<String>,
+    pub max_upload_bytes: u64,
+    pub max_json_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub bootstrap_token: Option<String>,
+    pub key_passphrase: Option<String>,
+    pub lifetimes: Lifetimes,
+    pub maintenance_interval_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are never printed.
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("bootstrap_token", &self.bootstrap_token.as_ref().map(|_| "<set>"))
+            .field("key_passphrase", &self.key_passphrase.as_ref().map(|_| "<set>"))
+            .field("lifetimes", &self.lifetimes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        RawConfig::default().validate().expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_merge_in_order_and_all_errors_are_reported() {
+        let flags = RawConfig { listen: Some("127.0.0.1:9000".into()), ..Default::default() };
+        let env = RawConfig::from_env(|k| match k {
+            "UPDRAFT_LISTEN" => Some("127.0.0.1:1".into()),
+            "UPDRAFT_DATA" => Some("/tmp/x".into()),
+            _ => None,
+        })
+        .unwrap();
+        let cfg = flags.over(env).validate().unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.max_upload_bytes, 4 << 30);
+
+        let errs = RawConfig::from_env(|k| (k == "UPDRAFT_MAX_UPLOAD_BYTES").then(|| "lots".into())).unwrap_err();
+        assert_eq!(errs[0].field, "UPDRAFT_MAX_UPLOAD_BYTES");
+        let errs = RawConfig { listen: Some("nowhere".into()), timestamp_lifetime_secs: Some(1), ..Default::default() }.validate().unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn toml_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+        let e = RawConfig::from_toml_file(&p).unwrap_err();
+        assert!(e.to_string().contains("u.toml") && e.to_string().contains("bogus"), "{e}");
+    }
+}

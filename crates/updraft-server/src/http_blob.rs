@@ -1,0 +1,166 @@
+//! Serving immutable, content-addressed files over HTTP: `ETag` (the hash), `If-None-Match`,
+//! single and multi-range `Range` requests, streamed from disk in fixed-size chunks so no file
+//! is ever loaded whole into memory.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+const CHUNK: usize = 256 * 1024;
+/// More ranges than this in one request is treated as abuse and answered with the whole file.
+const MAX_RANGES: usize = 64;
+
+/// Parses a `Range` header against a file of `len` bytes. `Ok(None)`: serve the whole file;
+/// `Err(())`: unsatisfiable (416).
+pub fn parse_range(value: &str, len: u64) -> Result<Option<Vec<(u64, u64)>>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let mut ranges = Vec::new();
+    for part in spec.split(',') {
+        let part = part.trim();
+        let Some((a, b)) = part.split_once('-') else { return Ok(None) };
+        let (start, end) = if a.is_empty() {
+            // Suffix range: the last N bytes.
+            let n: u64 = b.parse().map_err(|_| ())?;
+            if n == 0 {
+                continue;
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        } else {
+            let start: u64 = a.parse().map_err(|_| ())?;
+            let end: u64 = if b.is_empty() { len.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1)) };
+            if b.parse::<u64>().is_ok_and(|e| e < start) {
+                return Ok(None); // syntactically invalid: ignore the header, as RFC 9110 says
+            }
+            (start, end)
+        };
+        if start >= len {
+            continue;
+        }
+        ranges.push((start, end));
+    }
+    if ranges.is_empty() {
+        return Err(());
+    }
+    if ranges.len() > MAX_RANGES {
+        return Ok(None);
+    }
+    Ok(Some(ranges))
+}
+
+/// Streams `len` bytes of `file` from `start`.
+fn read_stream(file: tokio::fs::File, start: u64, len: u64, kind: &'static str) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    stream::try_unfold((file, start, len, false), move |(mut file, start, left, seeked)| async move {
+        if !seeked && start > 0 {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+        }
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = left.min(CHUNK as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            let n = file.read(&mut buf[got..]).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than expected"));
+            }
+            got += n;
+        }
+        crate::metrics::bytes_served(kind, got as u64);
+        Ok(Some((Bytes::from(buf), (file, start, left - got as u64, true))))
+    })
+}
+
+/// Builds the response for a stored file whose identity (and ETag) is `sha256`.
+pub async fn serve(file: tokio::fs::File, len: u64, sha256: &str, content_type: &'static str, headers: &HeaderMap, kind: &'static str) -> Response {
+    let etag = format!("\"{sha256}\"");
+    let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_str().unwrap_or_default().to_owned())]).into_response();
+    }
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // If-Range with a different validator: serve the whole file.
+    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == etag);
+    let ranges = match range.filter(|_| if_range_ok).map(|r| parse_range(r, len)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(r))) => Some(r),
+        Some(Err(())) => {
+            return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))], crate::error::ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "the requested range is outside the file")).into_response();
+        }
+    };
+    let builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::ACCEPT_RANGES, "bytes");
+    match ranges.as_deref() {
+        None => builder
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, len)
+            .body(Body::from_stream(read_stream(file, 0, len, kind)))
+            .unwrap_or_else(|e| crate::error::ApiError::internal(e).into_response()),
+        Some([(start, end)]) => builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
+            .header(header::CONTENT_LENGTH, end - start + 1)
+            .body(Body::from_stream(read_stream(file, *start, end - start + 1, kind)))
+            .unwrap_or_else(|e| crate::error::ApiError::internal(e).into_response()),
+        Some(many) => {
+            let boundary = updraft_store::random_hex(12);
+            let mut parts = Vec::new();
+            let mut total = 0u64;
+            for (start, end) in many {
+                let head = Bytes::from(format!("\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"));
+                total += head.len() as u64 + (end - start + 1);
+                parts.push((head, *start, end - start + 1));
+            }
+            let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+            total += tail.len() as u64;
+            // Each part reopens the file (cheap: a dup of the descriptor), so parts stream in turn.
+            let std_file = file.into_std().await;
+            let body = stream::iter(parts)
+                .then(move |(head, start, n)| {
+                    let f = std_file.try_clone();
+                    async move {
+                        let f = tokio::fs::File::from_std(f?);
+                        Ok::<_, std::io::Error>(stream::once(async move { Ok(head) }).chain(read_stream(f, start, n, kind)))
+                    }
+                })
+                .map(|r| match r {
+                    Ok(s) => s.boxed(),
+                    Err(e) => stream::once(async move { Err(e) }).boxed(),
+                })
+                .flatten()
+                .chain(stream::once(async move { Ok(tail) }));
+            builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_TYPE, format!("multipart/byteranges; boundary={boundary}"))
+                .header(header::CONTENT_LENGTH, total)
+                .body(Body::from_stream(body))
+                .unwrap_or_else(|e| crate::error::ApiError::internal(e).into_response())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        let check = |h: &str, want: Result<Option<Vec<(u64, u64)>>, ()>| assert_eq!(parse_range(h, 100), want, "{h}");
+        check("bytes=0-9", Ok(Some(vec![(0, 9)])));
+        check("bytes=90-", Ok(Some(vec![(90, 99)])));
+        check("bytes=-10", Ok(Some(vec![(90, 99)])));
+        check("bytes=95-200", Ok(Some(vec![(95, 99)])));
+        check("bytes=0-1, 5-6", Ok(Some(vec![(0, 1), (5, 6)])));
+        check("bytes=100-", Err(()));
+        check("bytes=9-3", Ok(None));
+        check("items=0-1", Ok(None));
+        check("bytes=a-b", Err(()));
+    }
+}

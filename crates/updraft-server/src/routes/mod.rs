@@ -1,0 +1,4 @@
+//! HTTP handlers: `public` for installed clients and probes, `admin` for operators.
+
+pub mod admin;
+pub mod public;
