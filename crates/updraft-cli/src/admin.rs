@@ -212,7 +212,7 @@ impl Api {
             file.seek(std::io::SeekFrom::Start(offset)).await?;
             bar.set_position(offset);
             let progress = bar.clone();
-            let stream = tokio_util_stream(file, progress);
+            let stream = file_chunks(file, progress);
             let req = self
                 .http
                 .patch(self.url(&format!("/uploads/{id}")))
@@ -244,7 +244,7 @@ impl Api {
 }
 
 /// Streams a file in 1 MiB chunks, advancing the progress bar.
-fn tokio_util_stream(file: tokio::fs::File, bar: ProgressBar) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+fn file_chunks(file: tokio::fs::File, bar: ProgressBar) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     use tokio::io::AsyncReadExt;
     futures_util::stream::try_unfold((file, bar), |(mut file, bar)| async move {
         let mut buf = vec![0u8; 1 << 20];

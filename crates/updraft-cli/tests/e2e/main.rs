@@ -1,1 +1,9 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `updraft` binary on random loopback ports, driven through its
+//! CLI and HTTP, with real SQLite and real files. One test binary for the crate keeps link
+//! time down.
+
+mod bad_input;
+mod crash;
+mod harness;
+mod publish;
+mod rollout;
