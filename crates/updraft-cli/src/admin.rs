@@ -30,7 +30,9 @@ pub struct Conn {
 #[derive(Subcommand)]
 pub enum AppCmd {
     /// Create an app and its TUF repository.
-    #[command(after_help = "Example:\n  updraft app create my-app\n\nThe app's trusted root is written to DATA/trust/my-app.root.json and served at /tuf/my-app/metadata/1.root.json.")]
+    #[command(
+        after_help = "Example:\n  updraft app create my-app\n\nThe app's trusted root is written to DATA/trust/my-app.root.json and served at /tuf/my-app/metadata/1.root.json."
+    )]
     Create {
         app: String,
         #[command(flatten)]
@@ -47,7 +49,9 @@ pub enum AppCmd {
 #[derive(Subcommand)]
 pub enum ReleaseCmd {
     /// Upload artifacts and publish a release.
-    #[command(after_help = "Example:\n  updraft release publish my-app 1.4.0 --channel stable \\\n      --artifact linux-x86_64=dist/my-app.tar.gz --artifact windows-x86_64=dist/my-app.msi \\\n      --notes 'Faster sync' --rollout 10")]
+    #[command(
+        after_help = "Example:\n  updraft release publish my-app 1.4.0 --channel stable \\\n      --artifact linux-x86_64=dist/my-app.tar.gz --artifact windows-x86_64=dist/my-app.msi \\\n      --notes 'Faster sync' --rollout 10"
+    )]
     Publish(PublishArgs),
     /// List an app's releases.
     #[command(after_help = "Example:\n  updraft release list my-app --json")]
@@ -172,7 +176,11 @@ impl Api {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| coded(UNREACHABLE, format!("cannot reach {}: {}", self.base, e.without_url())))?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| coded(UNREACHABLE, format!("cannot reach {}: {}", self.base, e.without_url())))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -244,7 +252,10 @@ impl Api {
 }
 
 /// Streams a file in 1 MiB chunks, advancing the progress bar.
-fn file_chunks(file: tokio::fs::File, bar: ProgressBar) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+fn file_chunks(
+    file: tokio::fs::File,
+    bar: ProgressBar,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     use tokio::io::AsyncReadExt;
     futures_util::stream::try_unfold((file, bar), |(mut file, bar)| async move {
         let mut buf = vec![0u8; 1 << 20];
@@ -280,18 +291,31 @@ fn release_line(r: &Value) -> String {
 
 /// Path segments are validated by the server; here they are only escaped.
 fn seg(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._+".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._+".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 pub async fn run_app(cmd: AppCmd) -> anyhow::Result<i32> {
     match cmd {
         AppCmd::Create { app, conn } => {
             let v = Api::new(&conn)?.post("/apps", &json!({ "id": app })).await?;
-            print(&conn, &v, |v| format!("created app {}; clients pin its root: {}", v["id"].as_str().unwrap_or(""), v["trusted_root"].as_str().unwrap_or("")));
+            print(&conn, &v, |v| {
+                format!(
+                    "created app {}; clients pin its root: {}",
+                    v["id"].as_str().unwrap_or(""),
+                    v["trusted_root"].as_str().unwrap_or("")
+                )
+            });
         }
         AppCmd::List { conn } => {
             let v = Api::new(&conn)?.get("/apps").await?;
-            print(&conn, &v, |v| v["apps"].as_array().map(|a| a.iter().map(|x| x["id"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>().join("\n")).unwrap_or_default());
+            print(&conn, &v, |v| {
+                v["apps"]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| x["id"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default()
+            });
         }
     }
     Ok(crate::exit::OK)
@@ -302,7 +326,9 @@ pub async fn run_release(cmd: ReleaseCmd) -> anyhow::Result<i32> {
         ReleaseCmd::Publish(args) => publish(args).await?,
         ReleaseCmd::List { app, conn } => {
             let v = Api::new(&conn)?.get(&format!("/apps/{}/releases", seg(&app))).await?;
-            print(&conn, &v, |v| v["releases"].as_array().map(|a| a.iter().map(release_line).collect::<Vec<_>>().join("\n")).unwrap_or_default());
+            print(&conn, &v, |v| {
+                v["releases"].as_array().map(|a| a.iter().map(release_line).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+            });
         }
         ReleaseCmd::Yank { app, version, conn } => {
             let v = Api::new(&conn)?.post(&format!("/apps/{}/releases/{}/yank", seg(&app), seg(&version)), &json!({})).await?;
@@ -318,7 +344,8 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     for a in &args.artifacts {
         let (platform, file) = a.split_once('=').ok_or_else(|| coded(2, format!("--artifact {a:?}: expected PLATFORM=FILE")))?;
         let path = PathBuf::from(file);
-        let filename = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| coded(2, format!("--artifact {a:?}: no file name")))?.to_owned();
+        let filename =
+            path.file_name().and_then(|n| n.to_str()).ok_or_else(|| coded(2, format!("--artifact {a:?}: no file name")))?.to_owned();
         if !path.is_file() {
             return Err(coded(2, format!("--artifact {a:?}: {} is not a readable file", path.display())));
         }
@@ -332,12 +359,22 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     // server checks again when the release is created.
     match api.get(&format!("/apps/{}/releases/{}", seg(&args.app), seg(&args.version))).await {
         Ok(existing) => {
-            return Err(coded(REFUSED, format!("app {} already has release {} ({}) (release_exists)", args.app, args.version, existing["state"].as_str().unwrap_or("?"))));
+            return Err(coded(
+                REFUSED,
+                format!(
+                    "app {} already has release {} ({}) (release_exists)",
+                    args.app,
+                    args.version,
+                    existing["state"].as_str().unwrap_or("?")
+                ),
+            ));
         }
         Err(e) if e.to_string().contains("(release_not_found,") => {}
         Err(e) => return Err(e),
     }
-    let style = ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ");
+    let style = ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     let mut artifacts = Vec::new();
     for (platform, filename, path) in &files {
         let bar = if args.conn.json { ProgressBar::hidden() } else { ProgressBar::new(0).with_style(style.clone()) };
@@ -361,7 +398,9 @@ pub async fn run_rollout(cmd: RolloutCmd) -> anyhow::Result<i32> {
     let (conn, v) = match cmd {
         RolloutCmd::Set { app, version, percent, conn } => {
             let p = percent.parse::<updraft_core::Percent>().map_err(|e| coded(2, e.to_string()))?;
-            let v = Api::new(&conn)?.put(&format!("/apps/{}/releases/{}/rollout", seg(&app), seg(&version)), &json!({ "percent": p.as_f64() })).await?;
+            let v = Api::new(&conn)?
+                .put(&format!("/apps/{}/releases/{}/rollout", seg(&app), seg(&version)), &json!({ "percent": p.as_f64() }))
+                .await?;
             (conn, v)
         }
         RolloutCmd::Pause { app, version, conn } => {
@@ -388,12 +427,37 @@ pub async fn run_token(cmd: TokenCmd) -> anyhow::Result<i32> {
                 body["expires_at"] = json!(e);
             }
             let v = Api::new(&conn)?.post("/tokens", &body).await?;
-            print(&conn, &v, |v| format!("created {} token {} ({}); its secret, shown once:\n{}", v["role"].as_str().unwrap_or(""), v["id"].as_str().unwrap_or(""), v["name"].as_str().unwrap_or(""), v["token"].as_str().unwrap_or("")));
+            print(&conn, &v, |v| {
+                format!(
+                    "created {} token {} ({}); its secret, shown once:\n{}",
+                    v["role"].as_str().unwrap_or(""),
+                    v["id"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    v["token"].as_str().unwrap_or("")
+                )
+            });
         }
         TokenCmd::List { conn } => {
             let v = Api::new(&conn)?.get("/tokens").await?;
             print(&conn, &v, |v| {
-                v["tokens"].as_array().map(|a| a.iter().map(|t| format!("{} {} {} apps={} {}", t["id"].as_str().unwrap_or(""), t["role"].as_str().unwrap_or(""), t["name"].as_str().unwrap_or(""), t["apps"], if t["revoked_at"].is_null() { "" } else { "revoked" })).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+                v["tokens"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|t| {
+                                format!(
+                                    "{} {} {} apps={} {}",
+                                    t["id"].as_str().unwrap_or(""),
+                                    t["role"].as_str().unwrap_or(""),
+                                    t["name"].as_str().unwrap_or(""),
+                                    t["apps"],
+                                    if t["revoked_at"].is_null() { "" } else { "revoked" }
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
             });
         }
         TokenCmd::Revoke { id, conn } => {

@@ -3,7 +3,6 @@
 pub const OK: i32 = 0;
 pub const FAILURE: i32 = 1;
 pub const NO_UPDATE: i32 = 3;
-pub const VERIFICATION: i32 = 4;
 pub const UNREACHABLE: i32 = 5;
 pub const REFUSED: i32 = 6;
 

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "updraft", version, about = "Updraft: signed releases, staged rollouts and verified updates.")]
-#[command(after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no update available, 4 verification refused, 5 server unreachable or failing, 6 request refused by the server.")]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no update available, 4 verification refused, 5 server unreachable or failing, 6 request refused by the server."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,7 +22,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    #[command(after_help = "Example:\n  updraft serve                       # ./updraft-data, 127.0.0.1:8080\n  updraft serve --data /var/lib/updraft --listen 0.0.0.0:8080")]
+    #[command(
+        after_help = "Example:\n  updraft serve                       # ./updraft-data, 127.0.0.1:8080\n  updraft serve --data /var/lib/updraft --listen 0.0.0.0:8080"
+    )]
     Serve(serve::ServeArgs),
     /// Manage apps.
     #[command(subcommand)]

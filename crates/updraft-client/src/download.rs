@@ -34,14 +34,7 @@ pub(crate) async fn download(
 ) -> Result<(), ClientError> {
     let part = part_path(out);
     let io = |e| ClientError::io(&part)(e);
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&part)
-        .await
-        .map_err(io)?;
+    let mut file = tokio::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&part).await.map_err(io)?;
     let mut have = file.metadata().await.map_err(io)?.len();
     if have > job.length {
         // Not a prefix of this target; start over.

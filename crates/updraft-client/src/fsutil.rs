@@ -68,12 +68,10 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<(), ClientError> {
 }
 
 /// Runs blocking file work off the async runtime's worker threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
-) -> Result<T, ClientError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(ClientError::Io { path: PathBuf::new(), source: std::io::Error::other(format!("file task failed: {e}")) })
-    })
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ClientError> + Send + 'static) -> Result<T, ClientError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ClientError::Io { path: PathBuf::new(), source: std::io::Error::other(format!("file task failed: {e}")) }))
 }
 
 #[cfg(test)]

@@ -69,9 +69,7 @@ pub(crate) async fn get_metadata(
         }
         Ok(body)
     };
-    tokio::time::timeout(limits.request_timeout, fetch)
-        .await
-        .unwrap_or_else(|_| Err(ClientError::Timeout { url: url.to_owned() }))
+    tokio::time::timeout(limits.request_timeout, fetch).await.unwrap_or_else(|_| Err(ClientError::Timeout { url: url.to_owned() }))
 }
 
 /// Maps a status outside `ok` to an error.

@@ -117,7 +117,7 @@ impl Client {
 }
 
 fn write_record(path: &Path, record: &InstallRecord) -> Result<(), ClientError> {
-    let bytes = serde_json::to_vec_pretty(record)
-        .map_err(|e| ClientError::Io { path: path.to_owned(), source: std::io::Error::other(e) })?;
+    let bytes =
+        serde_json::to_vec_pretty(record).map_err(|e| ClientError::Io { path: path.to_owned(), source: std::io::Error::other(e) })?;
     write_atomic(path, &bytes)
 }

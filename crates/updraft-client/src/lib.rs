@@ -42,9 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use updraft_core::tuf::{
-    consistent_target_name, metadata_file_name, RoleName, TimestampUpdate, TrustedSet, TufError,
-};
+use updraft_core::tuf::{consistent_target_name, metadata_file_name, RoleName, TimestampUpdate, TrustedSet, TufError};
 use updraft_core::{AppId, Channel, Platform, Version};
 
 pub use error::ClientError;
@@ -257,8 +255,7 @@ impl Client {
             }
         }
         let url = self.metadata_url("timestamp.json");
-        let bytes =
-            http::get_metadata(&self.http, &url, RoleName::Timestamp, limits.max_timestamp_bytes, &limits).await?;
+        let bytes = http::get_metadata(&self.http, &url, RoleName::Timestamp, limits.max_timestamp_bytes, &limits).await?;
         if set.update_timestamp(&bytes, now)? == TimestampUpdate::Updated {
             self.persist("timestamp.json", bytes).await?;
         }
@@ -329,22 +326,12 @@ impl Client {
     /// Length and hash come from the verified targets metadata (refreshed first if this
     /// client has none); `out` appears only once the whole file matched them.
     /// `progress(done, total)` is called as bytes arrive.
-    pub async fn fetch(
-        &mut self,
-        update: &Update,
-        out: &Path,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<(), ClientError> {
+    pub async fn fetch(&mut self, update: &Update, out: &Path, mut progress: impl FnMut(u64, u64)) -> Result<(), ClientError> {
         if self.trusted.is_none() {
             self.refresh().await?;
         }
         let unknown = || ClientError::UnknownTarget { target: update.target_path.clone() };
-        let file = self
-            .trusted
-            .as_ref()
-            .and_then(|t| t.targets())
-            .and_then(|t| t.targets.get(&update.target_path))
-            .ok_or_else(unknown)?;
+        let file = self.trusted.as_ref().and_then(|t| t.targets()).and_then(|t| t.targets.get(&update.target_path)).ok_or_else(unknown)?;
         // The `Update` must describe what is signed now; a stale or hand-made one is refused.
         if file.length != update.length
             || !file.hashes.sha256.eq_ignore_ascii_case(&update.sha256)
@@ -369,13 +356,7 @@ impl Client {
 
     /// Downloads snapshot or targets metadata, capped by the length the referring metadata
     /// signs (when given) and never more than the configured limit.
-    async fn fetch_role(
-        &self,
-        role: RoleName,
-        version: u64,
-        signed_length: Option<u64>,
-        consistent: bool,
-    ) -> Result<Vec<u8>, ClientError> {
+    async fn fetch_role(&self, role: RoleName, version: u64, signed_length: Option<u64>, consistent: bool) -> Result<Vec<u8>, ClientError> {
         let limit = self.cfg.limits.max_bytes(role);
         let cap = match signed_length {
             Some(len) if len > limit => return Err(TufError::MetadataTooLarge { role, limit }.into()),

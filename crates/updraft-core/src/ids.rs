@@ -91,8 +91,7 @@ slug_type!(
 /// Operating systems a platform may name.
 pub const KNOWN_OS: &[&str] = &["linux", "windows", "darwin", "android", "ios", "freebsd"];
 /// CPU architectures a platform may name.
-pub const KNOWN_ARCH: &[&str] =
-    &["x86_64", "aarch64", "i686", "armv7", "arm64", "riscv64", "universal"];
+pub const KNOWN_ARCH: &[&str] = &["x86_64", "aarch64", "i686", "armv7", "arm64", "riscv64", "universal"];
 
 /// `{os}-{arch}` with an optional `-{flavor}`, e.g. `linux-x86_64-appimage`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -125,9 +124,7 @@ impl FromStr for Platform {
             return Err(err("unknown operating system (linux, windows, darwin, android, ios, freebsd)"));
         }
         if !KNOWN_ARCH.contains(&arch) {
-            return Err(err(
-                "unknown architecture (x86_64, aarch64, i686, armv7, arm64, riscv64, universal)",
-            ));
+            return Err(err("unknown architecture (x86_64, aarch64, i686, armv7, arm64, riscv64, universal)"));
         }
         if let Some(flavor) = parts.next() {
             check_slug("platform", flavor).map_err(|_| err("flavor must be a slug: [a-z0-9][a-z0-9-]*"))?;

@@ -55,7 +55,13 @@ impl FromStr for Percent {
         let bad = || InvalidPercent(s.chars().take(40).collect());
         let s2 = s.trim_end_matches('%');
         let (int, frac) = s2.split_once('.').unwrap_or((s2, ""));
-        if int.is_empty() || int.len() > 3 || frac.len() > 2 || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || (s2.contains('.') && frac.is_empty()) {
+        if int.is_empty()
+            || int.len() > 3
+            || frac.len() > 2
+            || !int.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+            || (s2.contains('.') && frac.is_empty())
+        {
             return Err(bad());
         }
         let int: u32 = int.parse().map_err(|_| bad())?;
@@ -66,7 +72,7 @@ impl FromStr for Percent {
 
 impl fmt::Display for Percent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 100 == 0 {
+        if self.0.is_multiple_of(100) {
             write!(f, "{}", self.0 / 100)
         } else {
             write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
@@ -77,7 +83,7 @@ impl fmt::Display for Percent {
 impl Serialize for Percent {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Integers where possible, so canonical JSON (which has no floats) can carry it.
-        if self.0 % 100 == 0 {
+        if self.0.is_multiple_of(100) {
             s.serialize_u32(self.0 / 100)
         } else {
             s.serialize_f64(self.as_f64())

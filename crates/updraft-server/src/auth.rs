@@ -76,7 +76,11 @@ impl Caller {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this needs the {} role; the token has {}", role.as_str(), self.role.as_str())))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this needs the {} role; the token has {}", role.as_str(), self.role.as_str()),
+            ))
         }
     }
     pub fn can_see_app(&self, app: &str) -> bool {
@@ -98,7 +102,10 @@ fn unauthorized(code: &'static str, message: &str) -> ApiError {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| unauthorized("missing_token", "send an admin token as 'Authorization: Bearer updraft_…'"))?;
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing_token", "send an admin token as 'Authorization: Bearer updraft_…'"))?;
         let value = header.to_str().map_err(|_| unauthorized("malformed_token", "the Authorization header is not valid text"))?;
         let secret = value
             .strip_prefix("Bearer ")
@@ -106,7 +113,11 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| unauthorized("malformed_token", "the Authorization header must be 'Bearer <token>'"))?;
-        let row = state.store.token_by_hash(&hash_secret(secret)).await?.ok_or_else(|| unauthorized("invalid_token", "the token is not valid"))?;
+        let row = state
+            .store
+            .token_by_hash(&hash_secret(secret))
+            .await?
+            .ok_or_else(|| unauthorized("invalid_token", "the token is not valid"))?;
         if row.revoked_at.is_some() {
             return Err(unauthorized("invalid_token", "the token is not valid"));
         }

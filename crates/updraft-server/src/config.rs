@@ -53,7 +53,11 @@ impl RawConfig {
             match v.trim().parse() {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    errors.push(ConfigError { source_name: "environment".into(), field: name.into(), message: format!("{v:?} is not a whole number") });
+                    errors.push(ConfigError {
+                        source_name: "environment".into(),
+                        field: name.into(),
+                        message: format!("{v:?} is not a whole number"),
+                    });
                     None
                 }
             }
@@ -102,7 +106,8 @@ impl RawConfig {
     /// Validates every field and reports every problem, not just the first.
     pub fn validate(self) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let mut bad = |field: &str, message: String| errors.push(ConfigError { source_name: "configuration".into(), field: field.into(), message });
+        let mut bad =
+            |field: &str, message: String| errors.push(ConfigError { source_name: "configuration".into(), field: field.into(), message });
         let listen_s = self.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_s.parse().unwrap_or_else(|_| {
             bad("listen", format!("{listen_s:?} is not an address like 127.0.0.1:8080"));
@@ -121,7 +126,12 @@ impl RawConfig {
             snapshot: lifetime(self.snapshot_lifetime_secs, 7 * 86400),
             timestamp: lifetime(self.timestamp_lifetime_secs, 86400),
         };
-        for (name, v) in [("root_lifetime_secs", lifetimes.root), ("targets_lifetime_secs", lifetimes.targets), ("snapshot_lifetime_secs", lifetimes.snapshot), ("timestamp_lifetime_secs", lifetimes.timestamp)] {
+        for (name, v) in [
+            ("root_lifetime_secs", lifetimes.root),
+            ("targets_lifetime_secs", lifetimes.targets),
+            ("snapshot_lifetime_secs", lifetimes.snapshot),
+            ("timestamp_lifetime_secs", lifetimes.timestamp),
+        ] {
             if v < 60 {
                 bad(name, format!("{v} is too short: at least 60 seconds"));
             }
@@ -221,7 +231,8 @@ mod tests {
 
         let errs = RawConfig::from_env(|k| (k == "UPDRAFT_MAX_UPLOAD_BYTES").then(|| "lots".into())).unwrap_err();
         assert_eq!(errs[0].field, "UPDRAFT_MAX_UPLOAD_BYTES");
-        let errs = RawConfig { listen: Some("nowhere".into()), timestamp_lifetime_secs: Some(1), ..Default::default() }.validate().unwrap_err();
+        let errs =
+            RawConfig { listen: Some("nowhere".into()), timestamp_lifetime_secs: Some(1), ..Default::default() }.validate().unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
     }
 

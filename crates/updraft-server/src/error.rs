@@ -49,7 +49,11 @@ impl ApiError {
     /// An internal failure: the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error; the server log has the details (look up the X-Request-Id)")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal server error; the server log has the details (look up the X-Request-Id)",
+        )
     }
 }
 
@@ -78,7 +82,8 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&Body { error: Inner { code: self.code, message: &self.message } }).unwrap_or_default();
-        let mut resp = (self.status, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+        let mut resp =
+            (self.status, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         if let Some(off) = self.offset {
             resp.headers_mut().insert("upload-offset", HeaderValue::from(off));
         }

@@ -17,8 +17,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         use axum::extract::rejection::JsonRejection as R;
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(R::MissingJsonContentType(_)) => Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json")),
-            Err(R::JsonSyntaxError(e)) => Err(ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {}", e.body_text()))),
+            Err(R::MissingJsonContentType(_)) => {
+                Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json"))
+            }
+            Err(R::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {}", e.body_text())))
+            }
             Err(R::JsonDataError(e)) => Err(ApiError::bad_request("invalid_body", e.body_text())),
             Err(R::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is larger than this endpoint accepts"))

@@ -51,7 +51,12 @@ pub fn parse_range(value: &str, len: u64) -> Result<Option<Vec<(u64, u64)>>, ()>
 }
 
 /// Streams `len` bytes of `file` from `start`.
-fn read_stream(file: tokio::fs::File, start: u64, len: u64, kind: &'static str) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+fn read_stream(
+    file: tokio::fs::File,
+    start: u64,
+    len: u64,
+    kind: &'static str,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
     stream::try_unfold((file, start, len, false), move |(mut file, start, left, seeked)| async move {
         if !seeked && start > 0 {
             file.seek(std::io::SeekFrom::Start(start)).await?;
@@ -75,11 +80,23 @@ fn read_stream(file: tokio::fs::File, start: u64, len: u64, kind: &'static str) 
 }
 
 /// Builds the response for a stored file whose identity (and ETag) is `sha256`.
-pub async fn serve(file: tokio::fs::File, len: u64, sha256: &str, content_type: &'static str, headers: &HeaderMap, kind: &'static str) -> Response {
+pub async fn serve(
+    file: tokio::fs::File,
+    len: u64,
+    sha256: &str,
+    content_type: &'static str,
+    headers: &HeaderMap,
+    kind: &'static str,
+) -> Response {
     let etag = format!("\"{sha256}\"");
     let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_str().unwrap_or_default().to_owned())]).into_response();
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_str().unwrap_or_default().to_owned())])
+            .into_response();
     }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with a different validator: serve the whole file.
@@ -88,13 +105,20 @@ pub async fn serve(file: tokio::fs::File, len: u64, sha256: &str, content_type: 
         None | Some(Ok(None)) => None,
         Some(Ok(Some(r))) => Some(r),
         Some(Err(())) => {
-            return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))], crate::error::ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "the requested range is outside the file")).into_response();
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+                crate::error::ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    "the requested range is outside the file",
+                ),
+            )
+                .into_response();
         }
     };
-    let builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, cache)
-        .header(header::ACCEPT_RANGES, "bytes");
+    let builder =
+        Response::builder().header(header::ETAG, &etag).header(header::CACHE_CONTROL, cache).header(header::ACCEPT_RANGES, "bytes");
     match ranges.as_deref() {
         None => builder
             .status(StatusCode::OK)
@@ -114,7 +138,9 @@ pub async fn serve(file: tokio::fs::File, len: u64, sha256: &str, content_type: 
             let mut parts = Vec::new();
             let mut total = 0u64;
             for (start, end) in many {
-                let head = Bytes::from(format!("\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"));
+                let head = Bytes::from(format!(
+                    "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n"
+                ));
                 total += head.len() as u64 + (end - start + 1);
                 parts.push((head, *start, end - start + 1));
             }

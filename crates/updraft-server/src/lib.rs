@@ -89,7 +89,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::public::metrics))
         .nest("/v1/admin", admin)
         .fallback(|| async { ApiError::not_found("route_not_found", "no such endpoint") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+        })
         .layer(axum::middleware::from_fn(metrics::track_requests))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
@@ -105,7 +107,8 @@ impl Server {
         let store: Arc<dyn MetaStore> = Arc::new(store);
         let blobs = BlobStore::open(&data.join("blobs")).await?;
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes);
-        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
         metrics::handle();
@@ -159,7 +162,13 @@ async fn bootstrap(store: &dyn MetaStore, from_env: Option<&str>) -> Result<Opti
         expires_at: None,
         revoked_at: None,
     };
-    let event = updraft_store::AuditEntry { actor: "system".into(), action: "token.bootstrap".into(), app: None, detail: serde_json::json!({"id": row.id}), request_id: None };
+    let event = updraft_store::AuditEntry {
+        actor: "system".into(),
+        action: "token.bootstrap".into(),
+        app: None,
+        detail: serde_json::json!({"id": row.id}),
+        request_id: None,
+    };
     store.insert_token(&row, Some(&event)).await?;
     store.init_setting("bootstrapped", &updraft_store::now_rfc3339()).await?;
     Ok(if from_env.is_some() { None } else { Some(secret) })

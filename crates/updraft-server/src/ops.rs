@@ -55,7 +55,13 @@ fn in_targets(state: ReleaseState) -> bool {
 }
 
 pub fn audit(caller: &Caller, action: &str, app: Option<&AppId>, detail: serde_json::Value, request_id: Option<&str>) -> AuditEntry {
-    AuditEntry { actor: caller.actor(), action: action.into(), app: app.map(|a| a.to_string()), detail, request_id: request_id.map(str::to_owned) }
+    AuditEntry {
+        actor: caller.actor(),
+        action: action.into(),
+        app: app.map(|a| a.to_string()),
+        detail,
+        request_id: request_id.map(str::to_owned),
+    }
 }
 
 pub async fn rebuild_view(state: &AppState, app: &AppId) -> ApiResult<()> {
@@ -105,7 +111,13 @@ pub async fn require_app(state: &AppState, caller: &Caller, app: &AppId, role: c
 }
 
 /// Creates a release from finished uploads, optionally publishing it in the same transaction.
-pub async fn create_release(state: &AppState, caller: &Caller, app: &AppId, new: NewRelease, request_id: Option<&str>) -> ApiResult<ReleaseRow> {
+pub async fn create_release(
+    state: &AppState,
+    caller: &Caller,
+    app: &AppId,
+    new: NewRelease,
+    request_id: Option<&str>,
+) -> ApiResult<ReleaseRow> {
     if new.artifacts.is_empty() {
         return Err(ApiError::bad_request("no_artifacts", "a release needs at least one artifact"));
     }
@@ -120,12 +132,20 @@ pub async fn create_release(state: &AppState, caller: &Caller, app: &AppId, new:
     let _guard = lock.lock().await;
     let mut releases = state.store.list_releases(app.as_str()).await?;
     if let Some(existing) = releases.iter().find(|r| r.version.parse::<Version>().is_ok_and(|v| v == new.version)) {
-        return Err(ApiError::conflict("release_exists", format!("app {app} already has release {} ({})", existing.version, existing.state.as_str())));
+        return Err(ApiError::conflict(
+            "release_exists",
+            format!("app {app} already has release {} ({})", existing.version, existing.state.as_str()),
+        ));
     }
     // Check every upload before finishing any, so a bad one leaves the others reusable.
     let mut uploads = Vec::new();
     for a in &new.artifacts {
-        let up = state.blobs.get_upload(&a.upload_id).await?.filter(|u| u.owner == caller.token_id).ok_or_else(|| ApiError::not_found("upload_not_found", format!("no upload {:?} for this token", a.upload_id)))?;
+        let up = state
+            .blobs
+            .get_upload(&a.upload_id)
+            .await?
+            .filter(|u| u.owner == caller.token_id)
+            .ok_or_else(|| ApiError::not_found("upload_not_found", format!("no upload {:?} for this token", a.upload_id)))?;
         if up.offset != up.size {
             return Err(ApiError::conflict("upload_incomplete", format!("upload {} has {} of {} bytes", up.id, up.offset, up.size)));
         }
@@ -134,7 +154,12 @@ pub async fn create_release(state: &AppState, caller: &Caller, app: &AppId, new:
     let mut artifacts = Vec::new();
     for (a, up) in new.artifacts.iter().zip(&uploads) {
         let done = state.blobs.finish(up).await?;
-        artifacts.push(ArtifactRow { platform: a.platform.to_string(), filename: a.filename.clone(), sha256: done.sha256, size: done.size });
+        artifacts.push(ArtifactRow {
+            platform: a.platform.to_string(),
+            filename: a.filename.clone(),
+            sha256: done.sha256,
+            size: done.size,
+        });
     }
     let now = updraft_store::now_rfc3339();
     let row = ReleaseRow {
@@ -156,14 +181,22 @@ pub async fn create_release(state: &AppState, caller: &Caller, app: &AppId, new:
         "artifacts": row.artifacts.iter().map(|a| serde_json::json!({"platform": a.platform, "sha256": a.sha256, "size": a.size})).collect::<Vec<_>>(),
         "metadata_versions": metadata.iter().map(|m| serde_json::json!({"role": m.role, "version": m.version})).collect::<Vec<_>>(),
     });
-    let changes = Changeset { releases: vec![row.clone()], metadata, audit: Some(audit(caller, "release.create", Some(app), detail, request_id)) };
+    let changes =
+        Changeset { releases: vec![row.clone()], metadata, audit: Some(audit(caller, "release.create", Some(app), detail, request_id)) };
     state.store.apply(app.as_str(), &changes).await?;
     rebuild_view(state, app).await?;
     Ok(row)
 }
 
 /// Publishes, pauses, resumes, yanks or changes the rollout share of a release.
-pub async fn change_release(state: &AppState, caller: &Caller, app: &AppId, version: &Version, change: ReleaseChange, request_id: Option<&str>) -> ApiResult<ReleaseRow> {
+pub async fn change_release(
+    state: &AppState,
+    caller: &Caller,
+    app: &AppId,
+    version: &Version,
+    change: ReleaseChange,
+    request_id: Option<&str>,
+) -> ApiResult<ReleaseRow> {
     let lock = state.app_lock(app.as_str());
     let _guard = lock.lock().await;
     let mut releases = state.store.list_releases(app.as_str()).await?;
@@ -173,7 +206,13 @@ pub async fn change_release(state: &AppState, caller: &Caller, app: &AppId, vers
         .ok_or_else(|| ApiError::release_not_found(app.as_str(), &version.to_string()))?;
     let before = releases[idx].clone();
     let r = &mut releases[idx];
-    let bad_state = |what: &str, r: &ReleaseRow| ApiError::new(StatusCode::CONFLICT, "invalid_release_state", format!("cannot {what} release {} while it is {}", r.version, r.state.as_str()));
+    let bad_state = |what: &str, r: &ReleaseRow| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_release_state",
+            format!("cannot {what} release {} while it is {}", r.version, r.state.as_str()),
+        )
+    };
     match change {
         ReleaseChange::Publish(share) => {
             if r.state != ReleaseState::Draft {
@@ -222,7 +261,8 @@ pub async fn change_release(state: &AppState, caller: &Caller, app: &AppId, vers
         "to": {"state": after.state.as_str(), "rollout_bp": after.rollout_bp},
         "metadata_versions": metadata.iter().map(|m| serde_json::json!({"role": m.role, "version": m.version})).collect::<Vec<_>>(),
     });
-    let changes = Changeset { releases: vec![after.clone()], metadata, audit: Some(audit(caller, change.action(), Some(app), detail, request_id)) };
+    let changes =
+        Changeset { releases: vec![after.clone()], metadata, audit: Some(audit(caller, change.action(), Some(app), detail, request_id)) };
     state.store.apply(app.as_str(), &changes).await?;
     rebuild_view(state, app).await?;
     Ok(after)
@@ -240,7 +280,13 @@ pub async fn refresh_expiring_metadata(state: &AppState) -> ApiResult<usize> {
         let metadata = state.repo.refresh_expiring(state.store.as_ref(), &id, &releases).await?;
         if !metadata.is_empty() {
             let roles: Vec<_> = metadata.iter().map(|m| serde_json::json!({"role": m.role, "version": m.version})).collect();
-            let entry = AuditEntry { actor: "system".into(), action: "metadata.refresh".into(), app: Some(id.to_string()), detail: serde_json::json!({ "metadata_versions": roles }), request_id: None };
+            let entry = AuditEntry {
+                actor: "system".into(),
+                action: "metadata.refresh".into(),
+                app: Some(id.to_string()),
+                detail: serde_json::json!({ "metadata_versions": roles }),
+                request_id: None,
+            };
             state.store.apply(id.as_str(), &Changeset { releases: vec![], metadata, audit: Some(entry) }).await?;
             refreshed += 1;
         }

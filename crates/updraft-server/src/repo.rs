@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
-use updraft_core::tuf::{self, Ed25519Signer, RolloutCustom, RootKeys, Signer, TargetCustom, TargetFile, TargetPath, Targets, Thresholds, TrustedSet};
+use updraft_core::tuf::{
+    self, Ed25519Signer, RolloutCustom, RootKeys, Signer, TargetCustom, TargetFile, TargetPath, Targets, Thresholds, TrustedSet,
+};
 use updraft_core::{AppId, Channel, Platform, Version};
 use updraft_store::{keys, MetaStore, MetadataRow, ReleaseRow, ReleaseState};
 
@@ -96,8 +98,15 @@ impl Repo {
             return Ok(s.clone());
         }
         let dir = self.key_dir(app);
-        let load = |role: &str| -> Result<Ed25519Signer, RepoError> { Ok(Ed25519Signer::from_seed(keys::read_key(&dir.join(format!("{role}.key")), self.passphrase.as_deref())?)) };
-        let s = Arc::new(AppSigners { root: load("root")?, targets: load("targets")?, snapshot: load("snapshot")?, timestamp: load("timestamp")? });
+        let load = |role: &str| -> Result<Ed25519Signer, RepoError> {
+            Ok(Ed25519Signer::from_seed(keys::read_key(&dir.join(format!("{role}.key")), self.passphrase.as_deref())?))
+        };
+        let s = Arc::new(AppSigners {
+            root: load("root")?,
+            targets: load("targets")?,
+            snapshot: load("snapshot")?,
+            timestamp: load("timestamp")?,
+        });
         self.signers.lock().expect("signers").insert(app.to_string(), s.clone());
         Ok(s)
     }
@@ -169,7 +178,15 @@ impl Repo {
 
     /// Signs targets (from `releases`, or keeps `existing_targets`), snapshot and timestamp at
     /// the given versions.
-    fn sign_set(&self, app: &AppId, s: &AppSigners, releases: &[ReleaseRow], now: OffsetDateTime, versions: (u64, u64, u64), existing_targets: Option<&MetadataRow>) -> Result<Vec<MetadataRow>, RepoError> {
+    fn sign_set(
+        &self,
+        app: &AppId,
+        s: &AppSigners,
+        releases: &[ReleaseRow],
+        now: OffsetDateTime,
+        versions: (u64, u64, u64),
+        existing_targets: Option<&MetadataRow>,
+    ) -> Result<Vec<MetadataRow>, RepoError> {
         let (tv, sv, tsv) = versions;
         let mut out = Vec::new();
         let (targets_bytes, targets_version) = match existing_targets {
@@ -256,7 +273,10 @@ impl Repo {
             out.extend(self.sign_set(app, &s, releases, now, versions, Some(&t))?);
         } else if due(&ts, self.lifetimes.timestamp) {
             let exp = expires_in(now, self.lifetimes.timestamp);
-            let bytes = tuf::to_wire(&tuf::sign(tuf::timestamp_for(&sn.body, sn.version, ts.version + 1, exp), &[&s.timestamp]).map_err(RepoError::from)?).map_err(RepoError::from)?;
+            let bytes = tuf::to_wire(
+                &tuf::sign(tuf::timestamp_for(&sn.body, sn.version, ts.version + 1, exp), &[&s.timestamp]).map_err(RepoError::from)?,
+            )
+            .map_err(RepoError::from)?;
             out.push(row("timestamp", ts.version + 1, bytes, exp)?);
         }
         if !out.is_empty() {

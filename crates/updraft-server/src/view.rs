@@ -62,9 +62,7 @@ impl AppView {
         let mut slots: HashMap<String, HashMap<String, Slot>> = HashMap::new();
         let mut blobs = HashSet::new();
         let mut targets = HashMap::new();
-        let counter = |channel: &str, platform: &str, outcome: &'static str| {
-            metrics::counter!("updraft_update_checks_total", "app" => app.to_string(), "channel" => channel.to_owned(), "platform" => platform.to_owned(), "outcome" => outcome)
-        };
+        let counter = |channel: &str, platform: &str, outcome: &'static str| metrics::counter!("updraft_update_checks_total", "app" => app.to_string(), "channel" => channel.to_owned(), "platform" => platform.to_owned(), "outcome" => outcome);
         for r in releases {
             if !matches!(r.state, ReleaseState::Published | ReleaseState::Halted) {
                 continue;

@@ -341,7 +341,10 @@ mod tests {
         // Incomplete uploads cannot be finished.
         assert!(matches!(store.finish(&up).await, Err(StoreError::Upload { reason: UploadProblem::Incomplete { .. }, .. })));
         // Overrunning the declared size keeps nothing from that request.
-        assert!(matches!(store.append(&up, 5, body(&[b" world!!"])).await, Err(StoreError::Upload { reason: UploadProblem::TooLarge, .. })));
+        assert!(matches!(
+            store.append(&up, 5, body(&[b" world!!"])).await,
+            Err(StoreError::Upload { reason: UploadProblem::TooLarge, .. })
+        ));
         assert_eq!(store.get_upload(&up.id).await.unwrap().unwrap().offset, 5);
         // A restarted store (no running hash) still finishes correctly.
         let store = BlobStore::open(dir.path()).await.unwrap();

@@ -32,7 +32,9 @@ fn key_err(path: &Path, reason: impl Into<String>) -> StoreError {
 
 fn derive(passphrase: &str, salt: &[u8], path: &Path) -> Result<[u8; 32], StoreError> {
     let mut key = [0u8; 32];
-    argon2::Argon2::default().hash_password_into(passphrase.as_bytes(), salt, &mut key).map_err(|_| key_err(path, "key derivation failed"))?;
+    argon2::Argon2::default()
+        .hash_password_into(passphrase.as_bytes(), salt, &mut key)
+        .map_err(|_| key_err(path, "key derivation failed"))?;
     Ok(key)
 }
 
@@ -44,7 +46,14 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 /// Writes a new key file; refuses to overwrite an existing one.
 pub fn write_key(path: &Path, seed: &[u8; 32], passphrase: Option<&str>) -> Result<(), StoreError> {
     let file = match passphrase {
-        None => KeyFile { updraft_key: 1, keytype: "ed25519".into(), encryption: "none".into(), salt: String::new(), nonce: String::new(), material: hex::encode(seed) },
+        None => KeyFile {
+            updraft_key: 1,
+            keytype: "ed25519".into(),
+            encryption: "none".into(),
+            salt: String::new(),
+            nonce: String::new(),
+            material: hex::encode(seed),
+        },
         Some(pass) => {
             let mut salt = [0u8; 16];
             let mut nonce = [0u8; 12];

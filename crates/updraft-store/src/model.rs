@@ -113,7 +113,15 @@ pub struct AuditRow {
 
 impl AuditRow {
     /// The chain link: SHA-256 over the previous hash and this event's fields, length-prefixed.
-    pub fn compute_hash(prev_hash: &str, at: &str, actor: &str, action: &str, app: Option<&str>, detail: &str, request_id: Option<&str>) -> String {
+    pub fn compute_hash(
+        prev_hash: &str,
+        at: &str,
+        actor: &str,
+        action: &str,
+        app: Option<&str>,
+        detail: &str,
+        request_id: Option<&str>,
+    ) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for part in [prev_hash, at, actor, action, app.unwrap_or(""), detail, request_id.unwrap_or("")] {

@@ -11,10 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
-use crate::{
-    AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, MetadataRow, ReleaseRow, ReleaseState, StoreError,
-    TokenRow,
-};
+use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, MetadataRow, ReleaseRow, ReleaseState, StoreError, TokenRow};
 
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
@@ -226,7 +223,8 @@ impl MetaStore for SqliteStore {
     async fn create_app(&self, app: &AppRow, changes: &Changeset) -> Result<(), StoreError> {
         let _w = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
-        let res = sqlx::query("INSERT INTO apps (id, created_at) VALUES (?, ?)").bind(&app.id).bind(&app.created_at).execute(&mut *tx).await;
+        let res =
+            sqlx::query("INSERT INTO apps (id, created_at) VALUES (?, ?)").bind(&app.id).bind(&app.created_at).execute(&mut *tx).await;
         if let Err(e) = res {
             return Err(if is_unique_violation(&e) { StoreError::Conflict(format!("app {} exists", app.id)) } else { e.into() });
         }
@@ -279,11 +277,12 @@ impl MetaStore for SqliteStore {
     }
 
     async fn latest_metadata(&self, app: &str, role: &str) -> Result<Option<MetadataRow>, StoreError> {
-        let row = sqlx::query("SELECT role, version, body, expires FROM tuf_metadata WHERE app = ? AND role = ? ORDER BY version DESC LIMIT 1")
-            .bind(app)
-            .bind(role)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT role, version, body, expires FROM tuf_metadata WHERE app = ? AND role = ? ORDER BY version DESC LIMIT 1")
+                .bind(app)
+                .bind(role)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(metadata_from_row).transpose()
     }
 
@@ -332,7 +331,8 @@ impl MetaStore for SqliteStore {
     async fn revoke_token(&self, id: &str, at: &str, audit: Option<&AuditEntry>) -> Result<bool, StoreError> {
         let _w = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
-        let res = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(at).bind(id).execute(&mut *tx).await?;
+        let res =
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(at).bind(id).execute(&mut *tx).await?;
         if res.rows_affected() == 1 {
             if let Some(a) = audit {
                 append_audit_tx(&mut tx, a).await?;
@@ -425,15 +425,24 @@ mod tests {
     async fn audit_events_chain() {
         let (_d, s) = store().await;
         for i in 0..3 {
-            s.append_audit(&AuditEntry { actor: "t".into(), action: format!("a{i}"), app: None, detail: serde_json::json!({"i": i}), request_id: None })
-                .await
-                .unwrap();
+            s.append_audit(&AuditEntry {
+                actor: "t".into(),
+                action: format!("a{i}"),
+                app: None,
+                detail: serde_json::json!({"i": i}),
+                request_id: None,
+            })
+            .await
+            .unwrap();
         }
         let rows = s.list_audit(None, 0, 10).await.unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].prev_hash, rows[0].hash);
         for r in &rows {
-            assert_eq!(r.hash, AuditRow::compute_hash(&r.prev_hash, &r.at, &r.actor, &r.action, r.app.as_deref(), &r.detail, r.request_id.as_deref()));
+            assert_eq!(
+                r.hash,
+                AuditRow::compute_hash(&r.prev_hash, &r.at, &r.actor, &r.action, r.app.as_deref(), &r.detail, r.request_id.as_deref())
+            );
         }
     }
 }

@@ -32,7 +32,9 @@ fn bad_input_gets_clear_stable_errors_and_loses_nothing() {
     server.cli(&["app", "create", "demo"]).ok();
     let good = bytes(5000, 9);
     publish(&server, dir.path(), "demo", "1.0.0", "linux-x86_64", &good, &[]);
-    let http = http();
+    // One connection per request: after refusing an oversized body the server closes the
+    // connection (it will not read the rest), and a pooled connection would race that close.
+    let http = reqwest::blocking::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let admin = |m: reqwest::Method, path: &str| http.request(m, server.url(&format!("/v1/admin{path}"))).bearer_auth(TOKEN);
     use reqwest::Method as M;
 
@@ -44,44 +46,131 @@ fn bad_input_gets_clear_stable_errors_and_loses_nothing() {
 
     let cases: Vec<(Case, RequestBuilder)> = vec![
         (Case { name: "invalid app id", status: 400, code: "invalid_app_id" }, admin(M::POST, "/apps").json(&json!({"id": "Bad_App"}))),
-        (Case { name: "app id too long", status: 400, code: "invalid_app_id" }, admin(M::POST, "/apps").json(&json!({"id": "a".repeat(64)}))),
+        (
+            Case { name: "app id too long", status: 400, code: "invalid_app_id" },
+            admin(M::POST, "/apps").json(&json!({"id": "a".repeat(64)})),
+        ),
         (Case { name: "duplicate app", status: 409, code: "app_exists" }, admin(M::POST, "/apps").json(&json!({"id": "demo"}))),
         (Case { name: "wrong JSON type", status: 400, code: "invalid_body" }, admin(M::POST, "/apps").json(&json!({"id": 5}))),
-        (Case { name: "unknown field", status: 400, code: "invalid_body" }, admin(M::POST, "/apps").json(&json!({"id": "x", "evil": true}))),
-        (Case { name: "malformed JSON", status: 400, code: "malformed_json" }, admin(M::POST, "/apps").header("content-type", "application/json").body("{\"id\":")),
+        (
+            Case { name: "unknown field", status: 400, code: "invalid_body" },
+            admin(M::POST, "/apps").json(&json!({"id": "x", "evil": true})),
+        ),
+        (
+            Case { name: "malformed JSON", status: 400, code: "malformed_json" },
+            admin(M::POST, "/apps").header("content-type", "application/json").body("{\"id\":"),
+        ),
         (Case { name: "not JSON content type", status: 415, code: "unsupported_media_type" }, admin(M::POST, "/apps").body("id=x")),
-        (Case { name: "huge JSON body", status: 413, code: "body_too_large" }, admin(M::POST, "/apps").header("content-type", "application/json").body(format!("{{\"id\":\"{}\"}}", "a".repeat(2 << 20)))),
-        (Case { name: "non-SemVer version", status: 400, code: "invalid_version" }, admin(M::POST, "/apps/demo/releases").json(&release("1.0", "linux-x86_64", &up_id))),
-        (Case { name: "v-prefixed version", status: 400, code: "invalid_version" }, admin(M::POST, "/apps/demo/releases").json(&release("v2.0.0", "linux-x86_64", &up_id))),
-        (Case { name: "duplicate version", status: 409, code: "release_exists" }, admin(M::POST, "/apps/demo/releases").json(&release("1.0.0", "linux-x86_64", &up_id))),
-        (Case { name: "duplicate version by precedence", status: 409, code: "release_exists" }, admin(M::POST, "/apps/demo/releases").json(&release("1.0.0+build.7", "linux-x86_64", &up_id))),
-        (Case { name: "unknown platform", status: 400, code: "invalid_platform" }, admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "plan9-mips", &up_id))),
-        (Case { name: "truncated upload", status: 409, code: "upload_incomplete" }, admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "linux-x86_64", &up_id))),
-        (Case { name: "unknown upload", status: 404, code: "upload_not_found" }, admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "linux-x86_64", "0123456789abcdef0123456789abcdef"))),
-        (Case { name: "upload over the size limit", status: 413, code: "upload_too_large" }, admin(M::POST, "/uploads").json(&json!({"size": 1_000_001}))),
-        (Case { name: "body past declared size", status: 413, code: "upload_too_large" }, admin(M::PATCH, &format!("/uploads/{up_id}")).header("upload-offset", "4").body(vec![0u8; 7])),
-        (Case { name: "wrong upload offset", status: 409, code: "upload_offset_mismatch" }, admin(M::PATCH, &format!("/uploads/{up_id}")).header("upload-offset", "2").body(vec![0u8; 1])),
-        (Case { name: "missing upload offset", status: 400, code: "missing_upload_offset" }, admin(M::PATCH, &format!("/uploads/{up_id}")).body(vec![0u8; 1])),
-        (Case { name: "bad rollout percent", status: 400, code: "invalid_percent" }, admin(M::PUT, "/apps/demo/releases/1.0.0/rollout").json(&json!({"percent": 100.5}))),
-        (Case { name: "three-decimal percent", status: 400, code: "invalid_percent" }, admin(M::PUT, "/apps/demo/releases/1.0.0/rollout").json(&json!({"percent": 10.125}))),
+        (
+            Case { name: "huge JSON body", status: 413, code: "body_too_large" },
+            admin(M::POST, "/apps").header("content-type", "application/json").body(format!("{{\"id\":\"{}\"}}", "a".repeat(2 << 20))),
+        ),
+        (
+            Case { name: "non-SemVer version", status: 400, code: "invalid_version" },
+            admin(M::POST, "/apps/demo/releases").json(&release("1.0", "linux-x86_64", &up_id)),
+        ),
+        (
+            Case { name: "v-prefixed version", status: 400, code: "invalid_version" },
+            admin(M::POST, "/apps/demo/releases").json(&release("v2.0.0", "linux-x86_64", &up_id)),
+        ),
+        (
+            Case { name: "duplicate version", status: 409, code: "release_exists" },
+            admin(M::POST, "/apps/demo/releases").json(&release("1.0.0", "linux-x86_64", &up_id)),
+        ),
+        (
+            Case { name: "duplicate version by precedence", status: 409, code: "release_exists" },
+            admin(M::POST, "/apps/demo/releases").json(&release("1.0.0+build.7", "linux-x86_64", &up_id)),
+        ),
+        (
+            Case { name: "unknown platform", status: 400, code: "invalid_platform" },
+            admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "plan9-mips", &up_id)),
+        ),
+        (
+            Case { name: "truncated upload", status: 409, code: "upload_incomplete" },
+            admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "linux-x86_64", &up_id)),
+        ),
+        (
+            Case { name: "unknown upload", status: 404, code: "upload_not_found" },
+            admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "linux-x86_64", "0123456789abcdef0123456789abcdef")),
+        ),
+        (
+            Case { name: "upload over the size limit", status: 413, code: "upload_too_large" },
+            admin(M::POST, "/uploads").json(&json!({"size": 1_000_001})),
+        ),
+        (
+            Case { name: "body past declared size", status: 413, code: "upload_too_large" },
+            admin(M::PATCH, &format!("/uploads/{up_id}")).header("upload-offset", "4").body(vec![0u8; 7]),
+        ),
+        (
+            Case { name: "wrong upload offset", status: 409, code: "upload_offset_mismatch" },
+            admin(M::PATCH, &format!("/uploads/{up_id}")).header("upload-offset", "2").body(vec![0u8; 1]),
+        ),
+        (
+            Case { name: "missing upload offset", status: 400, code: "missing_upload_offset" },
+            admin(M::PATCH, &format!("/uploads/{up_id}")).body(vec![0u8; 1]),
+        ),
+        (
+            Case { name: "bad rollout percent", status: 400, code: "invalid_percent" },
+            admin(M::PUT, "/apps/demo/releases/1.0.0/rollout").json(&json!({"percent": 100.5})),
+        ),
+        (
+            Case { name: "three-decimal percent", status: 400, code: "invalid_percent" },
+            admin(M::PUT, "/apps/demo/releases/1.0.0/rollout").json(&json!({"percent": 10.125})),
+        ),
         (Case { name: "unknown app", status: 404, code: "app_not_found" }, admin(M::GET, "/apps/nope/releases")),
         (Case { name: "unknown release", status: 404, code: "release_not_found" }, admin(M::POST, "/apps/demo/releases/3.0.0/yank")),
         (Case { name: "missing token", status: 401, code: "missing_token" }, http.get(server.url("/v1/admin/apps"))),
-        (Case { name: "malformed token", status: 401, code: "malformed_token" }, http.get(server.url("/v1/admin/apps")).header("authorization", "Basic abc")),
-        (Case { name: "unknown token", status: 401, code: "invalid_token" }, http.get(server.url("/v1/admin/apps")).bearer_auth("updraft_0000")),
+        (
+            Case { name: "malformed token", status: 401, code: "malformed_token" },
+            http.get(server.url("/v1/admin/apps")).header("authorization", "Basic abc"),
+        ),
+        (
+            Case { name: "unknown token", status: 401, code: "invalid_token" },
+            http.get(server.url("/v1/admin/apps")).bearer_auth("updraft_0000"),
+        ),
         (Case { name: "unknown role", status: 400, code: "invalid_role" }, admin(M::POST, "/tokens").json(&json!({"role": "root"}))),
         (Case { name: "unknown route", status: 404, code: "route_not_found" }, http.get(server.url("/v2/whatever"))),
-        (Case { name: "wrong method", status: 405, code: "method_not_allowed" }, http.delete(server.url("/v1/update/demo/stable/linux-x86_64"))),
-        (Case { name: "check: bad current", status: 400, code: "invalid_version" }, http.get(server.url("/v1/update/demo/stable/linux-x86_64?current=latest"))),
-        (Case { name: "check: missing current", status: 400, code: "missing_current" }, http.get(server.url("/v1/update/demo/stable/linux-x86_64"))),
-        (Case { name: "check: bad platform", status: 400, code: "invalid_platform" }, http.get(server.url("/v1/update/demo/stable/linux?current=1.0.0"))),
-        (Case { name: "check: bad client id", status: 400, code: "invalid_client_id" }, http.get(server.url(&format!("/v1/update/demo/stable/linux-x86_64?current=1.0.0&client={}", "x".repeat(200))))),
-        (Case { name: "check: unknown app", status: 404, code: "app_not_found" }, http.get(server.url("/v1/update/nope/stable/linux-x86_64?current=1.0.0"))),
-        (Case { name: "check: invalid app", status: 400, code: "invalid_app_id" }, http.get(server.url("/v1/update/NOPE/stable/linux-x86_64?current=1.0.0"))),
+        (
+            Case { name: "wrong method", status: 405, code: "method_not_allowed" },
+            http.delete(server.url("/v1/update/demo/stable/linux-x86_64")),
+        ),
+        (
+            Case { name: "check: bad current", status: 400, code: "invalid_version" },
+            http.get(server.url("/v1/update/demo/stable/linux-x86_64?current=latest")),
+        ),
+        (
+            Case { name: "check: missing current", status: 400, code: "missing_current" },
+            http.get(server.url("/v1/update/demo/stable/linux-x86_64")),
+        ),
+        (
+            Case { name: "check: bad platform", status: 400, code: "invalid_platform" },
+            http.get(server.url("/v1/update/demo/stable/linux?current=1.0.0")),
+        ),
+        (
+            Case { name: "check: bad client id", status: 400, code: "invalid_client_id" },
+            http.get(server.url(&format!("/v1/update/demo/stable/linux-x86_64?current=1.0.0&client={}", "x".repeat(200)))),
+        ),
+        (
+            Case { name: "check: unknown app", status: 404, code: "app_not_found" },
+            http.get(server.url("/v1/update/nope/stable/linux-x86_64?current=1.0.0")),
+        ),
+        (
+            Case { name: "check: invalid app", status: 400, code: "invalid_app_id" },
+            http.get(server.url("/v1/update/NOPE/stable/linux-x86_64?current=1.0.0")),
+        ),
         (Case { name: "blob: not a hash", status: 400, code: "invalid_sha256" }, http.get(server.url("/v1/blobs/..%2F..%2Fetc%2Fpasswd"))),
-        (Case { name: "blob: unknown", status: 404, code: "blob_not_found" }, http.get(server.url(&format!("/v1/blobs/{}", "0".repeat(64))))),
-        (Case { name: "tuf: unknown metadata", status: 404, code: "metadata_not_found" }, http.get(server.url("/tuf/demo/metadata/99.targets.json"))),
-        (Case { name: "tuf: path traversal", status: 404, code: "target_not_found" }, http.get(server.url("/tuf/demo/targets/..%2F..%2Fupdraft.db"))),
+        (
+            Case { name: "blob: unknown", status: 404, code: "blob_not_found" },
+            http.get(server.url(&format!("/v1/blobs/{}", "0".repeat(64)))),
+        ),
+        (
+            Case { name: "tuf: unknown metadata", status: 404, code: "metadata_not_found" },
+            http.get(server.url("/tuf/demo/metadata/99.targets.json")),
+        ),
+        (
+            Case { name: "tuf: path traversal", status: 404, code: "target_not_found" },
+            http.get(server.url("/tuf/demo/targets/..%2F..%2Fupdraft.db")),
+        ),
     ];
     for (case, req) in cases {
         check(&case, req);
@@ -96,7 +185,13 @@ fn bad_input_gets_clear_stable_errors_and_loses_nothing() {
     let apps = server.cli(&["app", "list", "--json"]).ok().json();
     assert_eq!(apps["apps"].as_array().unwrap().len(), 1);
     // The truncated upload can still be completed and used: nothing was lost.
-    admin(M::PATCH, &format!("/uploads/{up_id}")).header("upload-offset", "4").body(vec![2u8; 6]).send().unwrap().error_for_status().unwrap();
+    admin(M::PATCH, &format!("/uploads/{up_id}"))
+        .header("upload-offset", "4")
+        .body(vec![2u8; 6])
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap();
     let created = admin(M::POST, "/apps/demo/releases").json(&release("2.0.0", "linux-x86_64", &up_id)).send().unwrap();
     assert_eq!(created.status(), 201);
 

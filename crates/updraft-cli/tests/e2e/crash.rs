@@ -57,7 +57,12 @@ fn kill_9_during_a_200_mb_upload_leaves_nothing_visible() {
     let uploads = data.join("blobs/uploads");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let received: u64 = std::fs::read_dir(&uploads).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "part")).map(|e| e.metadata().unwrap().len()).sum();
+        let received: u64 = std::fs::read_dir(&uploads)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
         if received > 1 << 20 {
             assert!(received < 200 << 20, "upload finished before the crash; the test proves nothing");
             break;

@@ -51,7 +51,9 @@ impl Server {
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("server did not start; log: {}", std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()));
+        let url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            panic!("server did not start; log: {}", std::fs::read_to_string(data.with_extension("log")).unwrap_or_default())
+        });
         let server = Server { child, url, data: data.to_owned() };
         server.wait_ready();
         server
@@ -119,8 +121,18 @@ pub fn http() -> reqwest::blocking::Client {
 }
 
 pub fn run_cli(server: &str, token: &str, args: &[&str]) -> Out {
-    let out = Command::new(bin()).args(args).env("UPDRAFT_SERVER", server).env("UPDRAFT_TOKEN", token).env("NO_COLOR", "1").output().expect("run updraft");
-    Out { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    let out = Command::new(bin())
+        .args(args)
+        .env("UPDRAFT_SERVER", server)
+        .env("UPDRAFT_TOKEN", token)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run updraft");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so tests need no randomness source.
@@ -150,7 +162,15 @@ pub fn scratch() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Publishes `file_bytes` as one artifact through the CLI; returns the CLI's JSON answer.
-pub fn publish(server: &Server, dir: &Path, app: &str, version: &str, platform: &str, file_bytes: &[u8], extra: &[&str]) -> serde_json::Value {
+pub fn publish(
+    server: &Server,
+    dir: &Path,
+    app: &str,
+    version: &str,
+    platform: &str,
+    file_bytes: &[u8],
+    extra: &[&str],
+) -> serde_json::Value {
     let path = dir.join(format!("{app}-{version}-{platform}.bin"));
     std::fs::write(&path, file_bytes).expect("write artifact");
     let artifact = format!("{platform}={}", path.display());

@@ -3,6 +3,7 @@
 //! time down.
 
 mod bad_input;
+mod client;
 mod crash;
 mod harness;
 mod publish;

@@ -31,7 +31,12 @@ fn published_release_is_offered_served_and_signed() {
     assert_eq!(blob.bytes().unwrap().as_ref(), payload.as_slice());
 
     // Up to date, newer than anything published, or on another platform/channel: 204.
-    for q in ["/v1/update/demo/stable/linux-x86_64?current=1.1.0&client=c1", "/v1/update/demo/stable/linux-x86_64?current=2.0.0", "/v1/update/demo/stable/windows-x86_64?current=1.0.0", "/v1/update/demo/beta/linux-x86_64?current=1.0.0"] {
+    for q in [
+        "/v1/update/demo/stable/linux-x86_64?current=1.1.0&client=c1",
+        "/v1/update/demo/stable/linux-x86_64?current=2.0.0",
+        "/v1/update/demo/stable/windows-x86_64?current=1.0.0",
+        "/v1/update/demo/beta/linux-x86_64?current=1.0.0",
+    ] {
         assert_eq!(http.get(server.url(q)).send().unwrap().status(), 204, "{q}");
     }
     // A pre-release of the published version is older than it: offered.
@@ -43,7 +48,8 @@ fn published_release_is_offered_served_and_signed() {
     let ts: serde_json::Value = http.get(server.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
     let snap_v = ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap();
     assert_eq!(snap_v, 2, "app creation signed v1, the publish v2");
-    let snap: serde_json::Value = http.get(server.url(&format!("/tuf/demo/metadata/{snap_v}.snapshot.json"))).send().unwrap().json().unwrap();
+    let snap: serde_json::Value =
+        http.get(server.url(&format!("/tuf/demo/metadata/{snap_v}.snapshot.json"))).send().unwrap().json().unwrap();
     let tv = snap["signed"]["meta"]["targets.json"]["version"].as_u64().unwrap();
     let targets: serde_json::Value = http.get(server.url(&format!("/tuf/demo/metadata/{tv}.targets.json"))).send().unwrap().json().unwrap();
     let entry = &targets["signed"]["targets"]["1.1.0/linux-x86_64/demo-1.1.0-linux-x86_64.bin"];
@@ -66,7 +72,11 @@ fn yanked_release_is_withdrawn_and_older_one_offered() {
     let http = http();
     let check = |current: &str| {
         let r = http.get(server.url(&format!("/v1/update/demo/stable/linux-x86_64?current={current}&client=x"))).send().unwrap();
-        if r.status() == 204 { None } else { Some(r.json::<serde_json::Value>().unwrap()["version"].as_str().unwrap().to_owned()) }
+        if r.status() == 204 {
+            None
+        } else {
+            Some(r.json::<serde_json::Value>().unwrap()["version"].as_str().unwrap().to_owned())
+        }
     };
     assert_eq!(check("1.0.0").as_deref(), Some("1.2.0"));
     let out = server.cli(&["release", "yank", "demo", "1.2.0", "--json"]).ok().json();
@@ -145,9 +155,21 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[test]
 fn every_command_has_help_with_an_example() {
     let commands: &[&[&str]] = &[
-        &["serve"], &["app", "create"], &["app", "list"], &["release", "publish"], &["release", "list"], &["release", "yank"],
-        &["rollout", "set"], &["rollout", "pause"], &["rollout", "resume"], &["token", "create"], &["token", "list"], &["token", "revoke"],
-        &["client", "check"], &["client", "fetch"], &["client", "install"],
+        &["serve"],
+        &["app", "create"],
+        &["app", "list"],
+        &["release", "publish"],
+        &["release", "list"],
+        &["release", "yank"],
+        &["rollout", "set"],
+        &["rollout", "pause"],
+        &["rollout", "resume"],
+        &["token", "create"],
+        &["token", "list"],
+        &["token", "revoke"],
+        &["client", "check"],
+        &["client", "fetch"],
+        &["client", "install"],
     ];
     for cmd in commands {
         let mut args = cmd.to_vec();

@@ -71,14 +71,12 @@ async fn serve(State(state): State<Arc<Mutex<Served>>>, uri: Uri, headers: Heade
     };
     match range {
         Some(r) if !st.ignore_range => {
-            let start: usize =
-                r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let start: usize = r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse().ok()).unwrap_or(0);
             if start >= body.len() {
                 return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             }
             let content_range = format!("bytes {start}-{}/{}", body.len() - 1, body.len());
-            (StatusCode::PARTIAL_CONTENT, [(header::CONTENT_RANGE, content_range)], body[start..].to_vec())
-                .into_response()
+            (StatusCode::PARTIAL_CONTENT, [(header::CONTENT_RANGE, content_range)], body[start..].to_vec()).into_response()
         }
         _ if st.chunked => {
             let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(16 * 1024).map(|c| Ok(c.to_vec())).collect();

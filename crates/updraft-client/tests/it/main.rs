@@ -80,7 +80,12 @@ async fn resume_from_partial_part_file() {
     let update = offered(&mut client).await;
     fs::write(part(&s.out()), &payload(1)[..77_777]).unwrap();
     let mut first = None;
-    client.fetch(&update, &s.out(), |done, _| { first.get_or_insert(done); }).await.unwrap();
+    client
+        .fetch(&update, &s.out(), |done, _| {
+            first.get_or_insert(done);
+        })
+        .await
+        .unwrap();
     assert_eq!(fs::read(s.out()).unwrap(), payload(1));
     assert_eq!(first, Some(77_777), "progress starts from the part already on disk");
     let log = &s.srv.served().log;
@@ -190,10 +195,7 @@ async fn timestamp_rollback_is_refused() {
     offered(&mut s.client()).await; // the client now trusts timestamp v2
     s.srv.put("tuf/demo/metadata/timestamp.json", old);
     let err = s.client().check().await.unwrap_err();
-    assert!(
-        matches!(&err, ClientError::Tuf(updraft_core::tuf::TufError::RollbackAttack { trusted: 2, new: 1, .. })),
-        "{err}"
-    );
+    assert!(matches!(&err, ClientError::Tuf(updraft_core::tuf::TufError::RollbackAttack { trusted: 2, new: 1, .. })), "{err}");
     assert_eq!(err.exit_code(), 4);
 }
 

@@ -170,7 +170,15 @@ mod tests {
         assert_eq!(tp.consistent_name("abcd"), "1.2.0-rc.1/linux-x86_64-appimage/abcd.App.AppImage");
         assert_eq!(consistent_target_name("a/b/c.bin", "ff"), "a/b/ff.c.bin");
         assert_eq!(consistent_target_name("c.bin", "ff"), "ff.c.bin");
-        for bad in ["", "1.2.0/linux-x86_64", "1.2.0/linux-x86_64/a/b", "v1.2.0/linux-x86_64/a", "1.2.0/linux/a", "1.2.0/linux-x86_64/.a", "1.2.0/linux-x86_64/"] {
+        for bad in [
+            "",
+            "1.2.0/linux-x86_64",
+            "1.2.0/linux-x86_64/a/b",
+            "v1.2.0/linux-x86_64/a",
+            "1.2.0/linux/a",
+            "1.2.0/linux-x86_64/.a",
+            "1.2.0/linux-x86_64/",
+        ] {
             assert!(TargetPath::parse(bad).is_err(), "{bad:?}");
         }
     }

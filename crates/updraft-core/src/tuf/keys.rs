@@ -83,24 +83,20 @@ impl Key {
     /// The ed25519 verifying key, if this is a well-formed ed25519 key.
     fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey, TufError> {
         if self.keytype != ED25519 || self.scheme != ED25519 {
-            return Err(TufError::InvalidKey {
-                reason: format!("unsupported key type {:?} / scheme {:?}", self.keytype, self.scheme),
-            });
+            return Err(TufError::InvalidKey { reason: format!("unsupported key type {:?} / scheme {:?}", self.keytype, self.scheme) });
         }
         let raw: [u8; 32] = hex::decode(&self.keyval.public)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| TufError::InvalidKey { reason: "ed25519 public key must be 64 hex digits".into() })?;
-        ed25519_dalek::VerifyingKey::from_bytes(&raw)
-            .map_err(|_| TufError::InvalidKey { reason: "not a valid ed25519 point".into() })
+        ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|_| TufError::InvalidKey { reason: "not a valid ed25519 point".into() })
     }
 
     /// Checks `sig_hex` over `msg` with this key. Strict ed25519 verification: rejects
     /// non-canonical and small-order encodings, so one signature has one valid form.
     pub fn verify(&self, msg: &[u8], sig_hex: &str) -> bool {
         let Ok(key) = self.ed25519_key() else { return false };
-        let Some(sig) = hex::decode(sig_hex).ok().and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-        else {
+        let Some(sig) = hex::decode(sig_hex).ok().and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok()) else {
             return false;
         };
         key.verify_strict(msg, &sig).is_ok()
@@ -176,7 +172,8 @@ mod tests {
     // RFC 8032 §7.1, TEST 1.
     const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
     const PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-    const SIG_EMPTY: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+    const SIG_EMPTY: &str =
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
 
     fn signer() -> Ed25519Signer {
         Ed25519Signer::from_seed(hex::decode(SEED).unwrap().try_into().unwrap())

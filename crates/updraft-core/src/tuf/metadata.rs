@@ -264,9 +264,7 @@ impl Snapshot {
     }
     /// The entry for top-level `targets.json`.
     pub fn targets_meta(&self) -> Result<&MetaFile, TufError> {
-        self.meta
-            .get(TARGETS_META)
-            .ok_or_else(|| TufError::MissingMeta { role: RoleName::Snapshot, name: TARGETS_META.into() })
+        self.meta.get(TARGETS_META).ok_or_else(|| TufError::MissingMeta { role: RoleName::Snapshot, name: TARGETS_META.into() })
     }
 }
 
@@ -303,9 +301,7 @@ impl Timestamp {
     }
     /// The entry for `snapshot.json`.
     pub fn snapshot_meta(&self) -> Result<&MetaFile, TufError> {
-        self.meta
-            .get(SNAPSHOT_META)
-            .ok_or_else(|| TufError::MissingMeta { role: RoleName::Timestamp, name: SNAPSHOT_META.into() })
+        self.meta.get(SNAPSHOT_META).ok_or_else(|| TufError::MissingMeta { role: RoleName::Timestamp, name: SNAPSHOT_META.into() })
     }
 }
 

@@ -30,8 +30,8 @@ pub use custom::{consistent_target_name, RolloutCustom, TargetCustom, TargetPath
 pub use error::{RoleName, TufError};
 pub use keys::{Ed25519Signer, Key, KeyId, KeyVal, Signature, Signer, ED25519};
 pub use metadata::{
-    expires_format, metadata_file_name, Hashes, MetaFile, Metadata, RoleKeys, Roles, Root, Signed, Snapshot,
-    TargetFile, Targets, Timestamp, SNAPSHOT_META, SPEC_VERSION, TARGETS_META,
+    expires_format, metadata_file_name, Hashes, MetaFile, Metadata, RoleKeys, Roles, Root, Signed, Snapshot, TargetFile, Targets,
+    Timestamp, SNAPSHOT_META, SPEC_VERSION, TARGETS_META,
 };
 pub use repo::{new_root, sign, snapshot_for, timestamp_for, to_wire, RootKeys, Thresholds};
 pub use trusted::{TimestampUpdate, TrustedSet};

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use super::verify::sha256_hex;
 use super::{
-    canonical_json, Hashes, Key, KeyId, MetaFile, RoleKeys, RoleName, Roles, Root, Signature, Signed, Signer, Snapshot,
-    Timestamp, TufError, TARGETS_META,
+    canonical_json, Hashes, Key, KeyId, MetaFile, RoleKeys, RoleName, Roles, Root, Signature, Signed, Signer, Snapshot, Timestamp,
+    TufError, TARGETS_META,
 };
 
 /// Signs canonical JSON of `signed` with each signer. A key appearing twice signs once

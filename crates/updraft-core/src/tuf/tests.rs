@@ -120,7 +120,13 @@ fn threshold_two_of_three() {
 fn malformed_documents_are_refused_not_panicked_on() {
     let k = signer(1);
     let (role, keys) = (role_of(&[&k], 1), keys_of(&[&k]));
-    for bad in [json!(null), json!({}), json!({"signed": {}}), json!({"signed": 1, "signatures": []}), json!({"signed": {}, "signatures": [1, "x", {"keyid": "zz"}]})] {
+    for bad in [
+        json!(null),
+        json!({}),
+        json!({"signed": {}}),
+        json!({"signed": 1, "signatures": []}),
+        json!({"signed": {}, "signatures": [1, "x", {"keyid": "zz"}]}),
+    ] {
         assert!(verify_role(&bad, &role, &keys).is_err(), "{bad}");
     }
     assert_eq!(parse_verified::<Root>(b"{", &role, &keys).unwrap_err().code(), "malformed_metadata");
@@ -198,12 +204,8 @@ impl Repo {
         let mut t = Targets::new(targets_v, LATER);
         t.targets.insert("1.0.0/linux-x86_64/a".into(), TargetFile::new(3, sha256_hex(b"abc"), None));
         let targets = to_wire(&sign(t, &[&self.targets_key]).unwrap()).unwrap();
-        let snapshot =
-            to_wire(&sign(snapshot_for(&targets, targets_v, snap_v, LATER), &[&self.snapshot_key]).unwrap()).unwrap();
-        let timestamp = to_wire(
-            &sign(timestamp_for(&snapshot, snap_v, ts_v, ts_expires), &[&self.timestamp_key]).unwrap(),
-        )
-        .unwrap();
+        let snapshot = to_wire(&sign(snapshot_for(&targets, targets_v, snap_v, LATER), &[&self.snapshot_key]).unwrap()).unwrap();
+        let timestamp = to_wire(&sign(timestamp_for(&snapshot, snap_v, ts_v, ts_expires), &[&self.timestamp_key]).unwrap()).unwrap();
         [timestamp, snapshot, targets]
     }
 }
@@ -248,7 +250,7 @@ fn rollback_of_timestamp_snapshot_and_targets_is_refused() {
     check(repo.publish(4, 5, 5, LATER), "rollback_attack"); // older timestamp
     check(repo.publish(6, 4, 4, LATER), "rollback_attack"); // newer timestamp, older snapshot
     check(repo.publish(6, 6, 4, LATER), "rollback_attack"); // newer snapshot, older targets
-    // Equal timestamp version: the trusted one is kept, the rest proceeds.
+                                                            // Equal timestamp version: the trusted one is kept, the rest proceeds.
     let mut set = TrustedSet::new(&repo.root_bytes[0]).unwrap();
     set.load_cached_timestamp(&seen[0]).unwrap();
     assert_eq!(set.update_timestamp(&repo.publish(5, 5, 5, LATER)[0], NOW).unwrap(), TimestampUpdate::Unchanged);

@@ -150,16 +150,9 @@ impl TrustedSet {
         if let Some(old) = &self.snapshot {
             // Every file the old snapshot listed must still be listed, at no lower version.
             for (name, old_meta) in &old.meta {
-                let new_meta = new
-                    .meta
-                    .get(name)
-                    .ok_or_else(|| TufError::MissingMeta { role: RoleName::Snapshot, name: name.clone() })?;
+                let new_meta = new.meta.get(name).ok_or_else(|| TufError::MissingMeta { role: RoleName::Snapshot, name: name.clone() })?;
                 if new_meta.version < old_meta.version {
-                    return Err(TufError::RollbackAttack {
-                        role: RoleName::Targets,
-                        trusted: old_meta.version,
-                        new: new_meta.version,
-                    });
+                    return Err(TufError::RollbackAttack { role: RoleName::Targets, trusted: old_meta.version, new: new_meta.version });
                 }
             }
         }

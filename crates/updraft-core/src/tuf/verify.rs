@@ -32,19 +32,13 @@ pub fn verify_role(doc: &Value, role: &RoleKeys, keys: &BTreeMap<KeyId, Key>) ->
     verify_role_as(name, doc, role, keys)
 }
 
-pub(crate) fn verify_role_as(
-    name: RoleName,
-    doc: &Value,
-    role: &RoleKeys,
-    keys: &BTreeMap<KeyId, Key>,
-) -> Result<(), TufError> {
+pub(crate) fn verify_role_as(name: RoleName, doc: &Value, role: &RoleKeys, keys: &BTreeMap<KeyId, Key>) -> Result<(), TufError> {
     let malformed = |reason: &str| TufError::MalformedMetadata { role: name, reason: reason.into() };
     if role.threshold == 0 {
         return Err(TufError::InvalidThreshold { role: name, threshold: 0, keys: role.keyids.len() });
     }
     let signed = doc.get("signed").filter(|v| v.is_object()).ok_or_else(|| malformed("no \"signed\" object"))?;
-    let signatures =
-        doc.get("signatures").and_then(Value::as_array).ok_or_else(|| malformed("no \"signatures\" array"))?;
+    let signatures = doc.get("signatures").and_then(Value::as_array).ok_or_else(|| malformed("no \"signatures\" array"))?;
     let msg = canonical_json(signed)?;
 
     let trusted: BTreeSet<&KeyId> = role.keyids.iter().collect();
@@ -85,10 +79,7 @@ pub(crate) fn verify_role_as(
 /// Refuses metadata whose `expires` is at or before `now` (spec: freeze attack).
 pub fn check_expiry(role: RoleName, expires: OffsetDateTime, now: OffsetDateTime) -> Result<(), TufError> {
     if now >= expires {
-        return Err(TufError::ExpiredMetadata {
-            role,
-            expires: expires_format::format(expires).unwrap_or_else(|_| expires.to_string()),
-        });
+        return Err(TufError::ExpiredMetadata { role, expires: expires_format::format(expires).unwrap_or_else(|_| expires.to_string()) });
     }
     Ok(())
 }
@@ -113,8 +104,7 @@ pub fn check_length_and_hash(what: &str, bytes: &[u8], length: Option<u64>, hash
 /// Signatures are not checked here.
 pub(crate) fn parse_document<T: Metadata>(bytes: &[u8]) -> Result<Value, TufError> {
     let role = T::ROLE;
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| TufError::MalformedMetadata { role, reason: format!("not JSON: {e}") })?;
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| TufError::MalformedMetadata { role, reason: format!("not JSON: {e}") })?;
     let found = doc.get("signed").and_then(|s| s.get("_type")).and_then(Value::as_str);
     match found {
         Some(t) if t == role.as_str() => Ok(doc),

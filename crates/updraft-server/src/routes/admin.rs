@@ -70,7 +70,16 @@ impl From<&ReleaseRow> for ReleaseInfo {
             rollout_percent: f64::from(r.rollout_bp) / 100.0,
             created_at: r.created_at.clone(),
             published_at: r.published_at.clone(),
-            artifacts: r.artifacts.iter().map(|a| ArtifactInfo { platform: a.platform.clone(), filename: a.filename.clone(), sha256: a.sha256.clone(), size: a.size }).collect(),
+            artifacts: r
+                .artifacts
+                .iter()
+                .map(|a| ArtifactInfo {
+                    platform: a.platform.clone(),
+                    filename: a.filename.clone(),
+                    sha256: a.sha256.clone(),
+                    size: a.size,
+                })
+                .collect(),
         }
     }
 }
@@ -88,7 +97,15 @@ pub struct TokenInfo {
 
 impl From<&TokenRow> for TokenInfo {
     fn from(t: &TokenRow) -> Self {
-        TokenInfo { id: t.id.clone(), name: t.name.clone(), role: t.role.clone(), apps: t.apps.clone(), created_at: t.created_at.clone(), expires_at: t.expires_at.clone(), revoked_at: t.revoked_at.clone() }
+        TokenInfo {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            role: t.role.clone(),
+            apps: t.apps.clone(),
+            created_at: t.created_at.clone(),
+            expires_at: t.expires_at.clone(),
+            revoked_at: t.revoked_at.clone(),
+        }
     }
 }
 
@@ -114,10 +131,19 @@ pub struct CreateApp {
 }
 
 fn app_info(state: &AppState, id: &str, created_at: &str) -> AppInfo {
-    AppInfo { id: id.to_owned(), created_at: created_at.to_owned(), trusted_root: format!("{}/tuf/{id}/metadata/1.root.json", state.public_url) }
+    AppInfo {
+        id: id.to_owned(),
+        created_at: created_at.to_owned(),
+        trusted_root: format!("{}/tuf/{id}/metadata/1.root.json", state.public_url),
+    }
 }
 
-pub async fn create_app(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Json(body): Json<CreateApp>) -> ApiResult<Response> {
+pub async fn create_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Json(body): Json<CreateApp>,
+) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     let app: AppId = parse("invalid_app_id", &body.id)?;
     let row = ops::create_app(&state, &caller, &app, rid.as_deref()).await?;
@@ -126,7 +152,14 @@ pub async fn create_app(State(state): State<AppState>, caller: Caller, RequestId
 
 pub async fn list_apps(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    let apps: Vec<AppInfo> = state.store.list_apps().await?.iter().filter(|a| caller.can_see_app(&a.id)).map(|a| app_info(&state, &a.id, &a.created_at)).collect();
+    let apps: Vec<AppInfo> = state
+        .store
+        .list_apps()
+        .await?
+        .iter()
+        .filter(|a| caller.can_see_app(&a.id))
+        .map(|a| app_info(&state, &a.id, &a.created_at))
+        .collect();
     Ok(axum::Json(serde_json::json!({ "apps": apps })).into_response())
 }
 
@@ -151,14 +184,23 @@ pub async fn create_upload(State(state): State<AppState>, caller: Caller, Json(b
         return Err(ApiError::bad_request("empty_upload", "an artifact must not be empty"));
     }
     if body.size > state.config.max_upload_bytes {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", format!("{} bytes is over this server's limit of {} bytes", body.size, state.config.max_upload_bytes)));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload_too_large",
+            format!("{} bytes is over this server's limit of {} bytes", body.size, state.config.max_upload_bytes),
+        ));
     }
     let up = state.blobs.create_upload(body.size, &caller.token_id).await?;
     Ok((StatusCode::CREATED, axum::Json(UploadInfo::from(&up))).into_response())
 }
 
 async fn own_upload(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Upload> {
-    state.blobs.get_upload(id).await?.filter(|u| u.owner == caller.token_id).ok_or_else(|| ApiError::not_found("upload_not_found", format!("no upload {id:?} for this token")))
+    state
+        .blobs
+        .get_upload(id)
+        .await?
+        .filter(|u| u.owner == caller.token_id)
+        .ok_or_else(|| ApiError::not_found("upload_not_found", format!("no upload {id:?} for this token")))
 }
 
 pub async fn get_upload(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
@@ -168,20 +210,26 @@ pub async fn get_upload(State(state): State<AppState>, caller: Caller, Path(id):
 }
 
 /// `PATCH /v1/admin/uploads/{id}` with `Upload-Offset: N`: appends the body at N.
-pub async fn append_upload(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn append_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     caller.require(Role::Publisher)?;
     let up = own_upload(&state, &caller, &id).await?;
-    let offset: u64 = headers
-        .get("upload-offset")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| ApiError::bad_request("missing_upload_offset", "send the byte offset this body starts at as 'Upload-Offset: N'"))?;
+    let offset: u64 =
+        headers.get("upload-offset").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+            ApiError::bad_request("missing_upload_offset", "send the byte offset this body starts at as 'Upload-Offset: N'")
+        })?;
     let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| offset.saturating_add(n) > up.size) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", "the body would go past the upload's declared size"));
     }
     let new_offset = state.blobs.append(&up, offset, body.into_data_stream()).await?;
-    Ok(([("upload-offset", new_offset.to_string())], axum::Json(UploadInfo { id: up.id, size: up.size, offset: new_offset })).into_response())
+    Ok(([("upload-offset", new_offset.to_string())], axum::Json(UploadInfo { id: up.id, size: up.size, offset: new_offset }))
+        .into_response())
 }
 
 // ---- releases ----
@@ -214,7 +262,13 @@ fn percent(x: f64) -> ApiResult<Percent> {
     Percent::from_f64(x).map_err(|e| ApiError::bad_request("invalid_percent", e.to_string()))
 }
 
-pub async fn create_release(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path(app): Path<String>, Json(body): Json<CreateRelease>) -> ApiResult<Response> {
+pub async fn create_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path(app): Path<String>,
+    Json(body): Json<CreateRelease>,
+) -> ApiResult<Response> {
     let app: AppId = parse("invalid_app_id", &app)?;
     ops::require_app(&state, &caller, &app, Role::Publisher).await?;
     if body.notes.as_ref().is_some_and(|n| n.len() > 64 * 1024) {
@@ -227,7 +281,13 @@ pub async fn create_release(State(state): State<AppState>, caller: Caller, Reque
         artifacts: body
             .artifacts
             .into_iter()
-            .map(|a| Ok(NewArtifact { platform: parse::<Platform>("invalid_platform", &a.platform)?, filename: a.filename, upload_id: a.upload_id }))
+            .map(|a| {
+                Ok(NewArtifact {
+                    platform: parse::<Platform>("invalid_platform", &a.platform)?,
+                    filename: a.filename,
+                    upload_id: a.upload_id,
+                })
+            })
             .collect::<ApiResult<_>>()?,
         publish: body.publish.unwrap_or(true),
         rollout: body.rollout_percent.map(percent).transpose()?.unwrap_or(Percent::FULL),
@@ -242,12 +302,18 @@ pub struct ListQuery {
     state: Option<String>,
 }
 
-pub async fn list_releases(State(state): State<AppState>, caller: Caller, Path(app): Path<String>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+pub async fn list_releases(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(app): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
     let app: AppId = parse("invalid_app_id", &app)?;
     ops::require_app(&state, &caller, &app, Role::Viewer).await?;
     let mut releases = state.store.list_releases(app.as_str()).await?;
-    releases.sort_by(|a, b| b.version.parse::<Version>().ok().cmp(&a.version.parse::<Version>().ok()));
-    let list: Vec<ReleaseInfo> = releases.iter().filter(|r| q.state.as_deref().is_none_or(|s| s == r.state.as_str())).map(ReleaseInfo::from).collect();
+    releases.sort_by_key(|r| std::cmp::Reverse(r.version.parse::<Version>().ok()));
+    let list: Vec<ReleaseInfo> =
+        releases.iter().filter(|r| q.state.as_deref().is_none_or(|s| s == r.state.as_str())).map(ReleaseInfo::from).collect();
     Ok(axum::Json(serde_json::json!({ "releases": list })).into_response())
 }
 
@@ -261,7 +327,11 @@ async fn find_release(state: &AppState, app: &AppId, version: &Version) -> ApiRe
         .ok_or_else(|| ApiError::release_not_found(app.as_str(), &version.to_string()))
 }
 
-pub async fn get_release(State(state): State<AppState>, caller: Caller, Path((app, version)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn get_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let app: AppId = parse("invalid_app_id", &app)?;
     let version: Version = parse("invalid_version", &version)?;
     ops::require_app(&state, &caller, &app, Role::Viewer).await?;
@@ -275,7 +345,14 @@ pub struct RolloutBody {
     percent: Option<f64>,
 }
 
-async fn change(state: AppState, caller: Caller, rid: Option<String>, app: String, version: String, make: impl FnOnce() -> ApiResult<ReleaseChange>) -> ApiResult<Response> {
+async fn change(
+    state: AppState,
+    caller: Caller,
+    rid: Option<String>,
+    app: String,
+    version: String,
+    make: impl FnOnce() -> ApiResult<ReleaseChange>,
+) -> ApiResult<Response> {
     let app: AppId = parse("invalid_app_id", &app)?;
     let version: Version = parse("invalid_version", &version)?;
     ops::require_app(&state, &caller, &app, Role::Publisher).await?;
@@ -283,7 +360,13 @@ async fn change(state: AppState, caller: Caller, rid: Option<String>, app: Strin
     Ok(axum::Json(ReleaseInfo::from(&row)).into_response())
 }
 
-pub async fn publish_release(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path((app, version)): Path<(String, String)>, body: axum::body::Bytes) -> ApiResult<Response> {
+pub async fn publish_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path((app, version)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     // The body is optional: empty means "publish at the share set at creation".
     let body: RolloutBody = if body.iter().all(u8::is_ascii_whitespace) {
         RolloutBody::default()
@@ -293,7 +376,13 @@ pub async fn publish_release(State(state): State<AppState>, caller: Caller, Requ
     change(state, caller, rid, app, version, || Ok(ReleaseChange::Publish(body.percent.map(percent).transpose()?))).await
 }
 
-pub async fn set_rollout(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path((app, version)): Path<(String, String)>, Json(body): Json<RolloutBody>) -> ApiResult<Response> {
+pub async fn set_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path((app, version)): Path<(String, String)>,
+    Json(body): Json<RolloutBody>,
+) -> ApiResult<Response> {
     change(state, caller, rid, app, version, || {
         let p = body.percent.ok_or_else(|| ApiError::bad_request("missing_percent", "send {\"percent\": N} with N from 0 to 100"))?;
         Ok(ReleaseChange::SetRollout(percent(p)?))
@@ -301,15 +390,30 @@ pub async fn set_rollout(State(state): State<AppState>, caller: Caller, RequestI
     .await
 }
 
-pub async fn pause_rollout(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path((app, version)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn pause_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
     change(state, caller, rid, app, version, || Ok(ReleaseChange::Pause)).await
 }
 
-pub async fn resume_rollout(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path((app, version)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn resume_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
     change(state, caller, rid, app, version, || Ok(ReleaseChange::Resume)).await
 }
 
-pub async fn yank_release(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path((app, version)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn yank_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
     change(state, caller, rid, app, version, || Ok(ReleaseChange::Yank)).await
 }
 
@@ -328,16 +432,24 @@ pub struct CreateToken {
     expires_at: Option<String>,
 }
 
-pub async fn create_token(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Json(body): Json<CreateToken>) -> ApiResult<Response> {
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Json(body): Json<CreateToken>,
+) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
-    let role = Role::parse(&body.role).ok_or_else(|| ApiError::bad_request("invalid_role", format!("unknown role {:?}: admin, publisher, viewer or ingest", body.role)))?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request("invalid_role", format!("unknown role {:?}: admin, publisher, viewer or ingest", body.role))
+    })?;
     let apps = body.apps.iter().map(|a| parse::<AppId>("invalid_app_id", a).map(|a| a.to_string())).collect::<ApiResult<Vec<_>>>()?;
     let name = body.name.unwrap_or_else(|| format!("{}-token", role.as_str()));
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("invalid_name", "a token name is 1 to 100 printable characters"));
     }
     if let Some(exp) = &body.expires_at {
-        time::OffsetDateTime::parse(exp, &time::format_description::well_known::Rfc3339).map_err(|_| ApiError::bad_request("invalid_expires_at", "expires_at must be an RFC 3339 time such as 2027-01-01T00:00:00Z"))?;
+        time::OffsetDateTime::parse(exp, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| ApiError::bad_request("invalid_expires_at", "expires_at must be an RFC 3339 time such as 2027-01-01T00:00:00Z"))?;
     }
     let secret = new_secret();
     let row = TokenRow {
@@ -350,7 +462,13 @@ pub async fn create_token(State(state): State<AppState>, caller: Caller, Request
         expires_at: body.expires_at,
         revoked_at: None,
     };
-    let event = ops::audit(&caller, "token.create", None, serde_json::json!({"id": row.id, "name": row.name, "role": row.role, "apps": row.apps}), rid.as_deref());
+    let event = ops::audit(
+        &caller,
+        "token.create",
+        None,
+        serde_json::json!({"id": row.id, "name": row.name, "role": row.role, "apps": row.apps}),
+        rid.as_deref(),
+    );
     state.store.insert_token(&row, Some(&event)).await?;
     let mut info = serde_json::to_value(TokenInfo::from(&row)).map_err(ApiError::internal)?;
     info["token"] = serde_json::Value::String(secret);
@@ -363,7 +481,12 @@ pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiRe
     Ok(axum::Json(serde_json::json!({ "tokens": tokens })).into_response())
 }
 
-pub async fn revoke_token(State(state): State<AppState>, caller: Caller, RequestId(rid): RequestId, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     let event = ops::audit(&caller, "token.revoke", None, serde_json::json!({"id": id}), rid.as_deref());
     if !state.store.revoke_token(&id, &updraft_store::now_rfc3339(), Some(&event)).await? {
@@ -390,7 +513,9 @@ pub async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q):
     match &app {
         Some(a) => caller.require_app(Role::Viewer, a.as_str())?,
         // The whole log spans every app: only unscoped tokens may read it.
-        None if !caller.apps.is_empty() => return Err(ApiError::bad_request("app_required", "this token is scoped to apps: pass ?app=APP")),
+        None if !caller.apps.is_empty() => {
+            return Err(ApiError::bad_request("app_required", "this token is scoped to apps: pass ?app=APP"))
+        }
         None => {}
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);

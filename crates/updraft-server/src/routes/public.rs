@@ -26,8 +26,15 @@ fn check_client_id(id: &str) -> ApiResult<()> {
 }
 
 /// `GET /v1/update/{app}/{channel}/{platform}?current=VER&client=ID`
-pub async fn check_update(State(state): State<AppState>, Path((app, channel, platform)): Path<(String, String, String)>, Query(q): Query<UpdateQuery>) -> ApiResult<Response> {
-    let current = q.current.as_deref().ok_or_else(|| ApiError::bad_request("missing_current", "the query must name the installed version: ?current=VER"))?;
+pub async fn check_update(
+    State(state): State<AppState>,
+    Path((app, channel, platform)): Path<(String, String, String)>,
+    Query(q): Query<UpdateQuery>,
+) -> ApiResult<Response> {
+    let current = q
+        .current
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("missing_current", "the query must name the installed version: ?current=VER"))?;
     let current: Version = parse("invalid_version", current)?;
     if let Some(c) = &q.client {
         check_client_id(c)?;
@@ -46,7 +53,14 @@ pub async fn check_update(State(state): State<AppState>, Path((app, channel, pla
     Ok(match view.decide(slot, &current, q.client.as_deref()) {
         Decision::Offer(offer) => {
             slot.offered.increment(1);
-            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], offer.body.clone()).into_response()
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                offer.body.clone(),
+            )
+                .into_response()
         }
         Decision::None => {
             slot.none.increment(1);
@@ -71,7 +85,11 @@ pub async fn get_blob(State(state): State<AppState>, Path(sha256): Path<String>,
 }
 
 async fn serve_blob(state: &AppState, sha256: &str, headers: &HeaderMap) -> ApiResult<Response> {
-    let (file, len) = state.blobs.open_blob(sha256).await?.ok_or_else(|| ApiError::internal(format!("blob {sha256} is referenced but missing from the store")))?;
+    let (file, len) = state
+        .blobs
+        .open_blob(sha256)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("blob {sha256} is referenced but missing from the store")))?;
     Ok(crate::http_blob::serve(file, len, sha256, "application/octet-stream", headers, "blob").await)
 }
 
@@ -103,7 +121,11 @@ pub async fn get_metadata(State(state): State<AppState>, Path((app, file)): Path
 }
 
 /// `GET /tuf/{app}/targets/{version}/{platform}/{sha256}.{filename}`
-pub async fn get_target(State(state): State<AppState>, Path((app, path)): Path<(String, String)>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn get_target(
+    State(state): State<AppState>,
+    Path((app, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let Some(view) = state.views.get(&app) else { return Err(ApiError::app_not_found(&app)) };
     let sha256 = view.target_blob(&path).ok_or_else(|| ApiError::not_found("target_not_found", "no such target"))?.to_owned();
     let (file, len) = state.blobs.open_blob(&sha256).await?.ok_or_else(|| ApiError::internal(format!("target blob {sha256} missing")))?;
@@ -126,7 +148,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
     let status = if db.is_ok() && blobs.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "failing" };
-    (status, axum::Json(serde_json::json!({"status": word(status == StatusCode::OK), "database": word(db.is_ok()), "blobs": word(blobs.is_ok())}))).into_response()
+    (
+        status,
+        axum::Json(
+            serde_json::json!({"status": word(status == StatusCode::OK), "database": word(db.is_ok()), "blobs": word(blobs.is_ok())}),
+        ),
+    )
+        .into_response()
 }
 
 pub async fn metrics() -> impl IntoResponse {
