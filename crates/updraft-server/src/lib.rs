@@ -112,6 +112,10 @@ impl Server {
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
         metrics::handle();
+        for app in store.list_apps().await? {
+            let id: updraft_core::AppId = app.id.parse().map_err(|e| StartError::Other(format!("stored app id: {e}")))?;
+            repo.check_keys(&id).map_err(|e| StartError::Other(format!("app {id}: {e}")))?;
+        }
         let bootstrap_token = bootstrap(store.as_ref(), config.bootstrap_token.as_deref()).await?;
         let state = AppState::new(config, store, blobs, repo, public_url);
         ops::rebuild_all_views(&state).await.map_err(|e| StartError::Other(format!("loading releases: {}", e.message)))?;
@@ -178,7 +182,7 @@ async fn bootstrap(store: &dyn MetaStore, from_env: Option<&str>) -> Result<Opti
 async fn maintenance_loop(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let every = Duration::from_secs(state.config.maintenance_interval_secs);
     loop {
-        match ops::refresh_expiring_metadata(&state).await {
+        match ops::refresh_expiring_metadata(&state, time::OffsetDateTime::now_utc()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(apps = n, "re-signed expiring TUF metadata"),
             Err(e) => tracing::error!(error = %e.message, "metadata refresh failed"),

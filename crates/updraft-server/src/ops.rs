@@ -270,14 +270,14 @@ pub async fn change_release(
 
 /// Re-signs metadata that is past half its lifetime (timestamp daily, and so on). Runs in the
 /// background; also at start, so a server that was down for a while comes back fresh.
-pub async fn refresh_expiring_metadata(state: &AppState) -> ApiResult<usize> {
+pub async fn refresh_expiring_metadata(state: &AppState, now: time::OffsetDateTime) -> ApiResult<usize> {
     let mut refreshed = 0;
     for app in state.store.list_apps().await? {
         let Ok(id) = app.id.parse::<AppId>() else { continue };
         let lock = state.app_lock(id.as_str());
         let _guard = lock.lock().await;
         let releases = state.store.list_releases(id.as_str()).await?;
-        let metadata = state.repo.refresh_expiring(state.store.as_ref(), &id, &releases).await?;
+        let metadata = state.repo.refresh_expiring(state.store.as_ref(), &id, &releases, now).await?;
         if !metadata.is_empty() {
             let roles: Vec<_> = metadata.iter().map(|m| serde_json::json!({"role": m.role, "version": m.version})).collect();
             let entry = AuditEntry {

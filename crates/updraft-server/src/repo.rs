@@ -93,6 +93,12 @@ impl Repo {
         self.data_dir.join("trust").join(format!("{app}.root.json"))
     }
 
+    /// Loads the app's keys now, so a missing passphrase or a damaged key file stops the
+    /// server at start with a clear message instead of failing the first publish.
+    pub fn check_keys(&self, app: &AppId) -> Result<(), RepoError> {
+        self.signers(app).map(|_| ())
+    }
+
     fn signers(&self, app: &AppId) -> Result<Arc<AppSigners>, RepoError> {
         if let Some(s) = self.signers.lock().expect("signers").get(app.as_str()) {
             return Ok(s.clone());
@@ -209,8 +215,11 @@ impl Repo {
 
     /// Runs our client's verification over a new set before anyone can see it.
     fn verify_chain(&self, root: &[u8], set: &[MetadataRow]) -> Result<(), RepoError> {
+        self.verify_chain_at(root, set, OffsetDateTime::now_utc())
+    }
+
+    fn verify_chain_at(&self, root: &[u8], set: &[MetadataRow], now: OffsetDateTime) -> Result<(), RepoError> {
         let find = |role: &str| set.iter().find(|m| m.role == role).map(|m| m.body.as_slice());
-        let now = OffsetDateTime::now_utc();
         let mut trusted = TrustedSet::new(find("root").unwrap_or(root))?;
         trusted.check_root(now)?;
         if let Some(ts) = find("timestamp") {
@@ -244,8 +253,13 @@ impl Repo {
 
     /// Re-signs whatever is past half its lifetime: root (same keys, next version), targets
     /// (and so snapshot and timestamp), snapshot (and timestamp), or timestamp alone.
-    pub async fn refresh_expiring(&self, store: &dyn MetaStore, app: &AppId, releases: &[ReleaseRow]) -> ApiResult<Vec<MetadataRow>> {
-        let now = OffsetDateTime::now_utc();
+    pub async fn refresh_expiring(
+        &self,
+        store: &dyn MetaStore,
+        app: &AppId,
+        releases: &[ReleaseRow],
+        now: OffsetDateTime,
+    ) -> ApiResult<Vec<MetadataRow>> {
         let due = |row: &MetadataRow, lifetime: u64| -> bool {
             let Ok(exp) = tuf::expires_format::parse(&row.expires) else { return true };
             (exp - now).whole_seconds() < i64::try_from(lifetime / 2).unwrap_or(i64::MAX)
@@ -283,7 +297,7 @@ impl Repo {
             // Verify the whole newest set, old parts included, as a client would see it.
             let pick = |role: &str, old: &MetadataRow| out.iter().find(|m| m.role == role).cloned().unwrap_or_else(|| old.clone());
             let full = vec![pick("timestamp", &ts), pick("snapshot", &sn), pick("targets", &t)];
-            self.verify_chain(&root.body, &full)?;
+            self.verify_chain_at(&root.body, &full, now)?;
         }
         Ok(out)
     }

@@ -59,6 +59,21 @@ fn published_release_is_offered_served_and_signed() {
     // The target file is served under its consistent-snapshot name.
     let target_url = server.url(&format!("/tuf/demo/targets/1.1.0/linux-x86_64/{}.demo-1.1.0-linux-x86_64.bin", sha256_hex(&payload)));
     assert_eq!(http.get(target_url).send().unwrap().bytes().unwrap().len(), payload.len());
+
+    // Prometheus metrics count what happened, labelled only with known values.
+    let metrics = http.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    for line in [
+        r#"updraft_update_checks_total{app="demo",channel="stable",platform="linux-x86_64",outcome="offered"} 2"#,
+        r#"updraft_update_checks_total{app="demo",channel="stable",platform="linux-x86_64",outcome="none"} 2"#,
+        r#"updraft_update_checks_total{app="demo",channel="_other",platform="_other",outcome="none"} 2"#,
+        r#"updraft_http_requests_total{route="/v1/update/{app}/{channel}/{platform}",method="GET",status="200"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line} in:\n{metrics}");
+    }
+    let served: f64 =
+        metrics.lines().find_map(|l| l.strip_prefix(r#"updraft_bytes_served_total{kind="blob"} "#)).expect("bytes served").parse().unwrap();
+    assert_eq!(served as usize, payload.len());
+    assert!(metrics.contains("updraft_http_request_duration_seconds_bucket"), "latency histogram");
 }
 
 #[test]
