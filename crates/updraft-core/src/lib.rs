@@ -12,6 +12,7 @@
 //! # let _ = admitted;
 //! ```
 
+pub mod audit;
 pub mod ids;
 pub mod rollout;
 pub mod tuf;

@@ -86,6 +86,15 @@ impl Caller {
     pub fn can_see_app(&self, app: &str) -> bool {
         self.apps.is_empty() || self.apps.iter().any(|a| a == app)
     }
+    /// For operations not tied to one app (creating apps, managing tokens): a token scoped to
+    /// apps may not do them, or a scoped admin could mint itself an unscoped token.
+    pub fn require_global(&self, role: Role) -> Result<(), ApiError> {
+        self.require(role)?;
+        if !self.apps.is_empty() {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this needs a token that is not limited to apps"));
+        }
+        Ok(())
+    }
     /// Checks role and app scope together; out of scope looks exactly like a missing app.
     pub fn require_app(&self, role: Role, app: &str) -> Result<(), ApiError> {
         if !self.can_see_app(app) {
@@ -102,31 +111,53 @@ fn unauthorized(code: &'static str, message: &str) -> ApiError {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing_token", "send an admin token as 'Authorization: Bearer updraft_…'"))?;
-        let value = header.to_str().map_err(|_| unauthorized("malformed_token", "the Authorization header is not valid text"))?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| unauthorized("malformed_token", "the Authorization header must be 'Bearer <token>'"))?;
-        let row = state
-            .store
-            .token_by_hash(&hash_secret(secret))
-            .await?
-            .ok_or_else(|| unauthorized("invalid_token", "the token is not valid"))?;
-        if row.revoked_at.is_some() {
-            return Err(unauthorized("invalid_token", "the token is not valid"));
-        }
-        if let Some(exp) = &row.expires_at {
-            if exp.as_str() <= updraft_store::now_rfc3339().as_str() {
-                return Err(unauthorized("token_expired", "the token has expired"));
+        let result = authenticate(parts, state).await;
+        match &result {
+            Ok(caller) => {
+                if let Some(limit) = &state.limits.admin {
+                    limit.check(&caller.token_id, std::time::Instant::now()).map_err(ApiError::too_many_requests)?;
+                }
             }
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                // Brute-force guard: failed authentications cost the client address.
+                if let (Some(limit), Some(addr)) = (&state.limits.auth_failures, state.client_addr(parts)) {
+                    limit.check(&addr, std::time::Instant::now()).map_err(ApiError::too_many_requests)?;
+                }
+            }
+            Err(_) => {}
         }
-        let role = Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("token {} has unknown role {:?}", row.id, row.role)))?;
-        Ok(Caller { token_id: row.id, name: row.name, role, apps: Arc::new(row.apps) })
+        result
     }
+}
+
+/// Compares two hashes without an early exit, so timing says nothing about where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing_token", "send an admin token as 'Authorization: Bearer updraft_…'"))?;
+    let value = header.to_str().map_err(|_| unauthorized("malformed_token", "the Authorization header is not valid text"))?;
+    let secret = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| unauthorized("malformed_token", "the Authorization header must be 'Bearer <token>'"))?;
+    let hash = hash_secret(secret);
+    let row = state.store.token_by_hash(&hash).await?.ok_or_else(|| unauthorized("invalid_token", "the token is not valid"))?;
+    // Revoked tokens look exactly like unknown ones.
+    if !constant_time_eq(row.hash.as_bytes(), hash.as_bytes()) || row.revoked_at.is_some() {
+        return Err(unauthorized("invalid_token", "the token is not valid"));
+    }
+    if let Some(exp) = &row.expires_at {
+        if exp.as_str() <= updraft_store::now_rfc3339().as_str() {
+            return Err(unauthorized("token_expired", "the token has expired"));
+        }
+    }
+    let role = Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("token {} has unknown role {:?}", row.id, row.role)))?;
+    Ok(Caller { token_id: row.id, name: row.name, role, apps: Arc::new(row.apps) })
 }

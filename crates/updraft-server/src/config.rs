@@ -26,6 +26,14 @@ pub struct RawConfig {
     pub root_lifetime_secs: Option<u64>,
     /// How often the background job checks metadata expiry and stale uploads.
     pub maintenance_interval_secs: Option<u64>,
+    /// Public API requests per second per client address (0: no limit).
+    pub public_rate_limit: Option<u64>,
+    /// Admin API requests per second per token (0: no limit).
+    pub admin_rate_limit: Option<u64>,
+    /// Failed authentications per second per client address (0: no limit).
+    pub auth_failure_rate_limit: Option<u64>,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
+    pub trust_forwarded_for: Option<bool>,
 }
 
 /// A configuration problem, naming where the value came from and which field.
@@ -48,6 +56,19 @@ impl RawConfig {
     /// Reads `UPDRAFT_*` variables through `get` (the process environment in production).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
+        let trust_forwarded_for = match get("UPDRAFT_TRUST_FORWARDED_FOR").as_deref().map(str::trim) {
+            None => None,
+            Some("1" | "true" | "yes") => Some(true),
+            Some("0" | "false" | "no") => Some(false),
+            Some(v) => {
+                errors.push(ConfigError {
+                    source_name: "environment".into(),
+                    field: "UPDRAFT_TRUST_FORWARDED_FOR".into(),
+                    message: format!("{v:?} is not true or false"),
+                });
+                None
+            }
+        };
         let mut num = |name: &str| -> Option<u64> {
             let v = get(name)?;
             match v.trim().parse() {
@@ -63,6 +84,7 @@ impl RawConfig {
             }
         };
         let raw = RawConfig {
+            trust_forwarded_for,
             max_upload_bytes: num("UPDRAFT_MAX_UPLOAD_BYTES"),
             max_json_bytes: num("UPDRAFT_MAX_JSON_BYTES").map(|n| n as usize),
             request_timeout_secs: num("UPDRAFT_REQUEST_TIMEOUT_SECS"),
@@ -71,6 +93,9 @@ impl RawConfig {
             targets_lifetime_secs: num("UPDRAFT_TARGETS_LIFETIME_SECS"),
             root_lifetime_secs: num("UPDRAFT_ROOT_LIFETIME_SECS"),
             maintenance_interval_secs: num("UPDRAFT_MAINTENANCE_INTERVAL_SECS"),
+            public_rate_limit: num("UPDRAFT_PUBLIC_RATE_LIMIT"),
+            admin_rate_limit: num("UPDRAFT_ADMIN_RATE_LIMIT"),
+            auth_failure_rate_limit: num("UPDRAFT_AUTH_FAILURE_RATE_LIMIT"),
             data: get("UPDRAFT_DATA").map(PathBuf::from),
             listen: get("UPDRAFT_LISTEN"),
             public_url: get("UPDRAFT_PUBLIC_URL"),
@@ -100,6 +125,10 @@ impl RawConfig {
             targets_lifetime_secs: self.targets_lifetime_secs.or(lower.targets_lifetime_secs),
             root_lifetime_secs: self.root_lifetime_secs.or(lower.root_lifetime_secs),
             maintenance_interval_secs: self.maintenance_interval_secs.or(lower.maintenance_interval_secs),
+            public_rate_limit: self.public_rate_limit.or(lower.public_rate_limit),
+            admin_rate_limit: self.admin_rate_limit.or(lower.admin_rate_limit),
+            auth_failure_rate_limit: self.auth_failure_rate_limit.or(lower.auth_failure_rate_limit),
+            trust_forwarded_for: self.trust_forwarded_for.or(lower.trust_forwarded_for),
         }
     }
 
@@ -156,6 +185,12 @@ impl RawConfig {
             key_passphrase: self.key_passphrase.filter(|p| !p.is_empty()),
             lifetimes,
             maintenance_interval_secs: self.maintenance_interval_secs.unwrap_or(60).max(1),
+            // Off by default on the public API: behind a load balancer every client would share
+            // the balancer's address. Tokens are per caller wherever they come from.
+            public_rate_limit: self.public_rate_limit.unwrap_or(0),
+            admin_rate_limit: self.admin_rate_limit.unwrap_or(20),
+            auth_failure_rate_limit: self.auth_failure_rate_limit.unwrap_or(5),
+            trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
         };
         if errors.is_empty() {
             Ok(config)
@@ -188,6 +223,10 @@ pub struct Config {
     pub key_passphrase: Option<String>,
     pub lifetimes: Lifetimes,
     pub maintenance_interval_secs: u64,
+    pub public_rate_limit: u64,
+    pub admin_rate_limit: u64,
+    pub auth_failure_rate_limit: u64,
+    pub trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for Config {

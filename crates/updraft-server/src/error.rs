@@ -13,23 +13,38 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Extra headers such as `Upload-Offset`.
+    /// Extra headers: `Upload-Offset`, `Retry-After` (seconds).
     pub offset: Option<u64>,
+    pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+tokio::task_local! {
+    /// The request id of the request being handled (set by middleware), for error messages.
+    pub static REQUEST_ID: String;
 }
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+
+/// The current request's id, if there is one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The error shape every failure uses: `{"error":{"code":…,"message":…}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case; branch on this.
+    pub code: String,
+    /// A sentence for people; may change.
+    pub message: String,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), offset: None }
+        Self { status, code, message: message.into(), offset: None, retry_after: None }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -48,12 +63,19 @@ impl ApiError {
     }
     /// An internal failure: the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
+        let id = current_request_id().unwrap_or_else(|| "none".into());
+        tracing::error!(error = %detail, request_id = %id, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
-            "internal server error; the server log has the details (look up the X-Request-Id)",
+            format!("internal server error (request id {id}); the server log has the details"),
         )
+    }
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {secs} s"));
+        e.retry_after = Some(secs);
+        e
     }
 }
 
@@ -81,11 +103,15 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&Body { error: Inner { code: self.code, message: &self.message } }).unwrap_or_default();
+        let body =
+            serde_json::to_vec(&ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } }).unwrap_or_default();
         let mut resp =
             (self.status, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         if let Some(off) = self.offset {
             resp.headers_mut().insert("upload-offset", HeaderValue::from(off));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

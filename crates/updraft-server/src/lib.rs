@@ -17,7 +17,9 @@ pub mod error;
 mod extract;
 mod http_blob;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
+pub mod ratelimit;
 pub mod repo;
 mod routes;
 pub mod state;
@@ -87,12 +89,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::public::healthz))
         .route("/readyz", get(routes::public::readyz))
         .route("/metrics", get(routes::public::metrics))
+        .route("/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document()) }))
         .nest("/v1/admin", admin)
         .fallback(|| async { ApiError::not_found("route_not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn(metrics::track_requests))
+        .layer(axum::middleware::from_fn(scope_request_id))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .with_state(state)
@@ -135,17 +140,58 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let maintenance = tokio::spawn(maintenance_loop(self.state.clone(), stop_rx));
         let app = router(self.state.clone());
-        let timeout = Duration::from_secs(self.state.config.request_timeout_secs);
-        // Uploads and downloads stream for long; the timeout bounds only reading the headers.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
         });
-        let _ = timeout;
         let result = served.await.map_err(|e| StartError::Other(format!("server error: {e}")));
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
         result
+    }
+}
+
+/// Makes the request id (set by the outer layer) available to error messages.
+async fn scope_request_id(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let id = req.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned();
+    error::REQUEST_ID.scope(id, next.run(req)).await
+}
+
+/// The public rate limit (per client address) and the request timeout. Upload bodies stream
+/// for as long as they take, so the timeout does not apply to them; downloads answer at once
+/// and stream afterwards, outside it.
+async fn guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    let is_admin = path.starts_with("/v1/admin/");
+    if !is_admin {
+        if let Some(limit) = &state.limits.public {
+            let (parts, body) = req.into_parts();
+            if let Some(addr) = state.client_addr(&parts) {
+                if let Err(wait) = limit.check(&addr, std::time::Instant::now()) {
+                    return ApiError::too_many_requests(wait).into_response();
+                }
+            }
+            return timed(&state, axum::extract::Request::from_parts(parts, body), next).await;
+        }
+    }
+    let is_upload_body = req.method() == axum::http::Method::PATCH && path.starts_with("/v1/admin/uploads/");
+    if is_upload_body {
+        return next.run(req).await;
+    }
+    timed(&state, req, next).await
+}
+
+async fn timed(state: &AppState, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(Duration::from_secs(state.config.request_timeout_secs), next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "the request took too long; try again").into_response(),
     }
 }
 
@@ -187,6 +233,7 @@ async fn maintenance_loop(state: AppState, mut stop: tokio::sync::watch::Receive
             Ok(n) => tracing::info!(apps = n, "re-signed expiring TUF metadata"),
             Err(e) => tracing::error!(error = %e.message, "metadata refresh failed"),
         }
+        state.limits.sweep();
         if let Err(e) = state.blobs.sweep_stale_uploads(24 * 3600).await {
             tracing::warn!(error = %e, "stale upload sweep failed");
         }

@@ -21,6 +21,7 @@ pub struct Inner {
     pub repo: Repo,
     /// Base URL for links in answers, without a trailing slash.
     pub public_url: String,
+    pub limits: crate::ratelimit::Limits,
     app_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -33,7 +34,40 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn MetaStore>, blobs: BlobStore, repo: Repo, public_url: String) -> Self {
-        AppState(Arc::new(Inner { config, store, blobs, views: Views::default(), repo, public_url, app_locks: Default::default() }))
+        let rate = |r: u64, burst: f64| (r as f64, burst.max(r as f64 * 2.0));
+        let limits = crate::ratelimit::Limits {
+            public: {
+                let (r, b) = rate(config.public_rate_limit, 10.0);
+                crate::ratelimit::Limiter::new(r, b)
+            },
+            admin: {
+                let (r, b) = rate(config.admin_rate_limit, 10.0);
+                crate::ratelimit::Limiter::new(r, b)
+            },
+            auth_failures: {
+                let (r, b) = rate(config.auth_failure_rate_limit, 20.0);
+                crate::ratelimit::Limiter::new(r, b)
+            },
+        };
+        AppState(Arc::new(Inner { config, store, blobs, views: Views::default(), repo, public_url, limits, app_locks: Default::default() }))
+    }
+
+    /// The client's address: the peer, or the last `X-Forwarded-For` hop when configured.
+    pub fn client_addr(&self, parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+        if self.config.trust_forwarded_for {
+            let hop = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|s| s.trim().parse().ok())
+                .next_back();
+            if hop.is_some() {
+                return hop;
+            }
+        }
+        parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
     }
 
     /// The lock that serializes every change to one app's releases and TUF metadata, so

@@ -112,23 +112,15 @@ pub struct AuditRow {
 }
 
 impl AuditRow {
-    /// The chain link: SHA-256 over the previous hash and this event's fields, length-prefixed.
-    pub fn compute_hash(
-        prev_hash: &str,
-        at: &str,
-        actor: &str,
-        action: &str,
-        app: Option<&str>,
-        detail: &str,
-        request_id: Option<&str>,
-    ) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for part in [prev_hash, at, actor, action, app.unwrap_or(""), detail, request_id.unwrap_or("")] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
+    pub fn fields(&self) -> updraft_core::audit::EventFields<'_> {
+        updraft_core::audit::EventFields {
+            at: &self.at,
+            actor: &self.actor,
+            action: &self.action,
+            app: self.app.as_deref(),
+            detail: &self.detail,
+            request_id: self.request_id.as_deref(),
         }
-        hex::encode(h.finalize())
     }
 }
 

@@ -93,10 +93,18 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreError> {
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
-    let prev = prev.unwrap_or_else(|| "0".repeat(64));
+    let prev = prev.unwrap_or_else(|| updraft_core::audit::GENESIS.to_owned());
     let at = crate::now_rfc3339();
     let detail = e.detail.to_string();
-    let hash = AuditRow::compute_hash(&prev, &at, &e.actor, &e.action, e.app.as_deref(), &detail, e.request_id.as_deref());
+    let fields = updraft_core::audit::EventFields {
+        at: &at,
+        actor: &e.actor,
+        action: &e.action,
+        app: e.app.as_deref(),
+        detail: &detail,
+        request_id: e.request_id.as_deref(),
+    };
+    let hash = updraft_core::audit::chain_hash(&prev, &fields);
     sqlx::query("INSERT INTO audit (at, actor, action, app, detail, request_id, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&at)
         .bind(&e.actor)
@@ -438,11 +446,7 @@ mod tests {
         let rows = s.list_audit(None, 0, 10).await.unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].prev_hash, rows[0].hash);
-        for r in &rows {
-            assert_eq!(
-                r.hash,
-                AuditRow::compute_hash(&r.prev_hash, &r.at, &r.actor, &r.action, r.app.as_deref(), &r.detail, r.request_id.as_deref())
-            );
-        }
+        let events = rows.iter().map(|r| (r.seq, r.prev_hash.as_str(), r.hash.as_str(), r.fields()));
+        assert_eq!(updraft_core::audit::verify_chain(updraft_core::audit::GENESIS, events), Ok(rows[2].hash.clone()));
     }
 }

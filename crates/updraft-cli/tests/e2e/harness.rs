@@ -34,6 +34,9 @@ impl Server {
             .arg(data)
             .env("UPDRAFT_BOOTSTRAP_TOKEN", TOKEN)
             .env("UPDRAFT_LOG", "info")
+            // Tests fire many admin calls at once; the rate-limit test turns limits back on.
+            .env("UPDRAFT_ADMIN_RATE_LIMIT", "0")
+            .env("UPDRAFT_AUTH_FAILURE_RATE_LIMIT", "0")
             .env_remove("UPDRAFT_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));

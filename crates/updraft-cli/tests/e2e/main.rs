@@ -2,6 +2,7 @@
 //! CLI and HTTP, with real SQLite and real files. One test binary for the crate keeps link
 //! time down.
 
+mod auth_matrix;
 mod bad_input;
 mod client;
 mod crash;

@@ -11,11 +11,70 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse, Path, Query};
 use crate::state::AppState;
 use crate::view::Decision;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UpdatePath {
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    app: String,
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    channel: String,
+    /// `{os}-{arch}[-{flavor}]`, e.g. `linux-x86_64`.
+    platform: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UpdateQuery {
+    /// The installed version (SemVer 2.0).
+    #[param(required = true)]
     current: Option<String>,
+    /// The install's random id; without it only releases at 100 % are offered.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     client: Option<String>,
+}
+
+/// The update a client should take (`/v1/update`).
+#[derive(serde::Serialize, ToSchema)]
+pub struct UpdateOffer {
+    pub version: String,
+    pub notes: Option<String>,
+    pub pub_date: Option<String>,
+    /// Where to download it.
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The TUF target path, for clients that verify with TUF.
+    pub target: String,
+    pub channel: String,
+    pub platform: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BlobPath {
+    /// SHA-256 of the bytes, 64 lowercase hex digits.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    sha256: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MetadataPath {
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    app: String,
+    /// `timestamp.json`, `root.json`, or `N.root.json`, `N.snapshot.json`, `N.targets.json`.
+    file: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TargetFilePath {
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    app: String,
+    /// `{version}/{platform}/{sha256}.{filename}`.
+    path: String,
 }
 
 fn check_client_id(id: &str) -> ApiResult<()> {
@@ -25,10 +84,12 @@ fn check_client_id(id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// `GET /v1/update/{app}/{channel}/{platform}?current=VER&client=ID`
+/// Is there an update for this install? `204` when there is none.
+#[utoipa::path(get, path = "/v1/update/{app}/{channel}/{platform}", operation_id = "check_update", tag = "public", params(UpdatePath, UpdateQuery),
+    responses((status = 200, description = "The update to take", body = UpdateOffer), (status = 204, description = "No update for this client")))]
 pub async fn check_update(
     State(state): State<AppState>,
-    Path((app, channel, platform)): Path<(String, String, String)>,
+    Path(UpdatePath { app, channel, platform }): Path<UpdatePath>,
     Query(q): Query<UpdateQuery>,
 ) -> ApiResult<Response> {
     let current = q
@@ -73,8 +134,12 @@ fn no_update() -> Response {
     (StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response()
 }
 
-/// `GET /v1/blobs/{sha256}`: only blobs of releases clients may download.
-pub async fn get_blob(State(state): State<AppState>, Path(sha256): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+/// An artifact's bytes (only of releases clients may download). `Range`, `If-None-Match`.
+#[utoipa::path(get, path = "/v1/blobs/{sha256}", operation_id = "get_blob", tag = "public", params(BlobPath),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range(s)"), (status = 304, description = "Not modified"),
+        (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
+pub async fn get_blob(State(state): State<AppState>, Path(BlobPath { sha256 }): Path<BlobPath>, headers: HeaderMap) -> ApiResult<Response> {
     if !updraft_store::is_sha256_hex(&sha256) {
         return Err(ApiError::bad_request("invalid_sha256", "a blob is named by its SHA-256 as 64 lowercase hex digits"));
     }
@@ -95,7 +160,9 @@ async fn serve_blob(state: &AppState, sha256: &str, headers: &HeaderMap) -> ApiR
 
 /// `GET /tuf/{app}/metadata/{file}`: `timestamp.json`, `N.root.json`, `N.snapshot.json`,
 /// `N.targets.json` (consistent snapshots), and `root.json` as a convenience (the newest root).
-pub async fn get_metadata(State(state): State<AppState>, Path((app, file)): Path<(String, String)>) -> ApiResult<Response> {
+#[utoipa::path(get, path = "/tuf/{app}/metadata/{file}", operation_id = "get_metadata", tag = "tuf", params(MetadataPath),
+    responses((status = 200, description = "Signed TUF metadata", body = Object)))]
+pub async fn get_metadata(State(state): State<AppState>, Path(MetadataPath { app, file }): Path<MetadataPath>) -> ApiResult<Response> {
     let app: AppId = parse("invalid_app_id", &app)?;
     if state.views.get(app.as_str()).is_none() {
         return Err(ApiError::app_not_found(app.as_str()));
@@ -120,10 +187,14 @@ pub async fn get_metadata(State(state): State<AppState>, Path((app, file)): Path
     Ok(([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, cache)], row.body).into_response())
 }
 
-/// `GET /tuf/{app}/targets/{version}/{platform}/{sha256}.{filename}`
+/// A TUF target file, by its consistent-snapshot name.
+#[utoipa::path(get, path = "/tuf/{app}/targets/{path}", operation_id = "get_target", tag = "tuf", params(TargetFilePath),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range(s)"), (status = 304, description = "Not modified"),
+        (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn get_target(
     State(state): State<AppState>,
-    Path((app, path)): Path<(String, String)>,
+    Path(TargetFilePath { app, path }): Path<TargetFilePath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let Some(view) = state.views.get(&app) else { return Err(ApiError::app_not_found(&app)) };
@@ -132,11 +203,15 @@ pub async fn get_target(
     Ok(crate::http_blob::serve(file, len, &sha256, "application/octet-stream", &headers, "target").await)
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations", responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
 /// Ready when the database answers and the blob store is writable.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = state.store.ping().await;
     let blobs = state.blobs.check_writable().await;
@@ -157,6 +232,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render())
 }

@@ -105,3 +105,30 @@ async fn encrypted_keys_need_their_passphrase_at_start() {
     }
     Server::start(config(dir.path(), Some("correct horse battery"))).await.unwrap();
 }
+
+/// The OpenAPI document is a published interface: any change to it must show up in review as
+/// a change to `docs/openapi.json`. Regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p updraft-server openapi`.
+#[test]
+fn openapi_document_matches_the_committed_snapshot() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let current = updraft_server::openapi::document() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "docs/openapi.json is out of date: run UPDATE_SNAPSHOTS=1 cargo test -p updraft-server openapi, and review the diff"
+    );
+    // Every operation has an id, a tag and documented errors; admin ones require the token.
+    let doc: serde_json::Value = serde_json::from_str(&current).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(op["operationId"].is_string(), "{method} {path}: no operationId");
+            assert!(op["responses"]["400"].is_object(), "{method} {path}: errors undocumented");
+            if path.starts_with("/v1/admin/") {
+                assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path}: no security requirement");
+            }
+        }
+    }
+}
