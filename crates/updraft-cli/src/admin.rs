@@ -18,13 +18,13 @@ use crate::exit::{coded, REFUSED, UNREACHABLE};
 pub struct Conn {
     /// Server base URL.
     #[arg(long, env = "UPDRAFT_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
-    server: String,
+    pub server: String,
     /// Admin API token.
     #[arg(long, env = "UPDRAFT_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// Print the server's answer as JSON.
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

@@ -3,6 +3,7 @@
 //! to one of the exit codes in [`exit`].
 
 mod admin;
+mod audit_cmd;
 mod client_cmd;
 mod exit;
 mod serve;
@@ -35,6 +36,9 @@ enum Command {
     /// Change a release's rollout.
     #[command(subcommand)]
     Rollout(admin::RolloutCmd),
+    /// Read and verify the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
@@ -59,6 +63,7 @@ fn main() {
             Command::Release(cmd) => admin::run_release(cmd).await,
             Command::Rollout(cmd) => admin::run_rollout(cmd).await,
             Command::Token(cmd) => admin::run_token(cmd).await,
+            Command::Audit(cmd) => audit_cmd::run(cmd).await,
             Command::Client(cmd) => client_cmd::run(cmd).await,
         }
     });

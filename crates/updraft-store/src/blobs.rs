@@ -93,14 +93,11 @@ impl BlobStore {
         }
     }
 
-    /// Whether the store can be written (for readiness checks).
+    /// Whether the store can be written (for readiness checks): writes and removes a probe.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let p = self.root.join("uploads");
-        let meta = tokio::fs::metadata(&p).await.map_err(StoreError::io(&p))?;
-        if meta.permissions().readonly() {
-            return Err(StoreError::Io { path: p, source: std::io::Error::other("read-only") });
-        }
-        Ok(())
+        let probe = self.root.join("uploads").join(format!(".ready-{}", crate::random_hex(6)));
+        tokio::fs::write(&probe, b"ok").await.map_err(StoreError::io(&probe))?;
+        tokio::fs::remove_file(&probe).await.map_err(StoreError::io(&probe))
     }
 
     pub async fn create_upload(&self, size: u64, owner: &str) -> Result<Upload, StoreError> {

@@ -9,3 +9,4 @@ mod crash;
 mod harness;
 mod publish;
 mod rollout;
+mod security;
