@@ -35,3 +35,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== schemathesis (property-based API testing against a live server)"
+bash scripts/schemathesis.sh

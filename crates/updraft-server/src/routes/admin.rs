@@ -373,6 +373,10 @@ pub async fn append_upload(
             ApiError::bad_request("missing_upload_offset", "send the byte offset this body starts at as 'Upload-Offset: N'")
         })?;
     let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let chunked = headers.get(axum::http::header::TRANSFER_ENCODING).is_some();
+    if declared == Some(0) || (declared.is_none() && !chunked) {
+        return Err(ApiError::bad_request("empty_body", "send the bytes to append as the request body"));
+    }
     if declared.is_some_and(|n| offset.saturating_add(n) > up.size) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", "the body would go past the upload's declared size"));
     }
