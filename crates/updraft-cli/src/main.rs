@@ -6,6 +6,7 @@ mod admin;
 mod audit_cmd;
 mod client_cmd;
 mod exit;
+mod keys_cmd;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// TUF signing keys: list, rotate, generate, and the offline root ceremony.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCmd),
     /// Check for, download and install updates, verified with TUF.
     #[command(subcommand)]
     Client(client_cmd::ClientCmd),
@@ -65,6 +69,7 @@ fn main() {
             Command::Token(cmd) => admin::run_token(cmd).await,
             Command::Audit(cmd) => audit_cmd::run(cmd).await,
             Command::Client(cmd) => client_cmd::run(cmd).await,
+            Command::Keys(cmd) => keys_cmd::run(cmd).await,
         }
     });
     let code = match result {

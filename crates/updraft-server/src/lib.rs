@@ -16,6 +16,8 @@ pub mod config;
 pub mod error;
 mod extract;
 mod http_blob;
+pub mod key_ops;
+pub mod keystore;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -80,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", post(routes::admin::create_token).get(routes::admin::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(routes::admin::revoke_token))
         .route("/audit", get(routes::admin::list_audit))
+        .route("/apps/{app}/keys", get(routes::keys::list_keys))
+        .route("/apps/{app}/keys/rotate", post(routes::keys::rotate_keys))
+        .route("/apps/{app}/keys/root/export", post(routes::keys::export_root))
+        .route("/apps/{app}/keys/root/import", post(routes::keys::import_root))
         .layer(axum::extract::DefaultBodyLimit::max(json_limit));
     Router::new()
         .route("/v1/update/{app}/{channel}/{platform}", get(routes::public::check_update))

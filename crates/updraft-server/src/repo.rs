@@ -1,27 +1,30 @@
-//! Each app's TUF repository: its signing keys (files under `DATA/keys/APP/`, 0600, encrypted
-//! when a passphrase is set), and the signing of root, targets, snapshot and timestamp.
+//! Each app's TUF repository: its signing keys (a [`KeyStore`] under `DATA/keys/APP/`: key
+//! files, 0600, encrypted when a passphrase is set, or PKCS#11 references), and the signing of
+//! root, targets, snapshot and timestamp with thresholds of those keys; key rotation and the
+//! offline root ceremony (export an unsigned next root, sign it elsewhere, import it).
 //!
 //! Invariants: metadata versions only ever go up by one (callers hold the app lock; the store
 //! refuses a version that exists); every new set of metadata is verified with the same code our
-//! client runs before it is handed to the store, so the server never publishes metadata its own
-//! client would refuse; signing happens through the [`Signer`] seam so that thresholds, offline
-//! root keys and HSMs can replace the file keys.
+//! client runs, from the previous root, before it is handed to the store, so the server never
+//! publishes metadata its own client would refuse; the newest root decides which held key
+//! signs for which role, so new key files written before a rotation commits are inert until
+//! the root naming them is committed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 use updraft_core::tuf::{
-    self, Ed25519Signer, RolloutCustom, RootKeys, Signer, TargetCustom, TargetFile, TargetPath, Targets, Thresholds, TrustedSet,
+    self, Key, KeyId, RoleName, RolloutCustom, Root, RootKeys, Signer, TargetCustom, TargetFile, TargetPath, Targets, Thresholds,
+    TrustedSet, TufError,
 };
-use updraft_core::{AppId, Channel, Platform, Version};
-use updraft_store::{keys, MetaStore, MetadataRow, ReleaseRow, ReleaseState};
+use updraft_core::{AppId, Channel, Percent, Platform, Version};
+use updraft_store::{MetaStore, MetadataRow, ReleaseRow, ReleaseState};
 
 use crate::config::Lifetimes;
 use crate::error::{ApiError, ApiResult};
-
-const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+use crate::keystore::{self, Backend, KeyStore, Pkcs11Defaults};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,24 +32,50 @@ pub enum RepoError {
     #[error("key storage: {0}")]
     Keys(#[from] updraft_store::StoreError),
     #[error("TUF: {0}")]
-    Tuf(#[from] tuf::TufError),
+    Tuf(#[from] TufError),
     #[error("io at {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("HSM key {path}: {source}")]
+    Hsm { path: PathBuf, source: updraft_hsm::HsmError },
+    /// Fewer than `threshold` keys of `role` are held by this server (they are offline).
+    #[error("this server holds {held} of the {threshold} {role} key(s) needed to sign")]
+    KeysOffline { role: RoleName, held: u32, threshold: u32 },
+    /// A request the repository refuses: a client's mistake, with a stable code.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
 }
 
-impl From<RepoError> for ApiError {
-    fn from(e: RepoError) -> Self {
-        ApiError::internal(e)
+impl RepoError {
+    fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        RepoError::Refused { code, message: message.into() }
     }
 }
 
-struct AppSigners {
-    root: Ed25519Signer,
-    targets: Ed25519Signer,
-    snapshot: Ed25519Signer,
-    timestamp: Ed25519Signer,
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        use axum::http::StatusCode;
+        match e {
+            RepoError::KeysOffline { role: RoleName::Root, .. } => ApiError::conflict(
+                "root_keys_offline",
+                format!("{e}: sign the new root offline (updraft keys root export / sign / import)"),
+            ),
+            RepoError::KeysOffline { .. } => ApiError::conflict("keys_offline", e.to_string()),
+            RepoError::Refused { code, message } => ApiError::bad_request(code, message),
+            RepoError::Hsm { source, .. } => match source {
+                updraft_hsm::HsmError::InvalidUri { .. }
+                | updraft_hsm::HsmError::KeyNotUnique { .. }
+                | updraft_hsm::HsmError::NoToken { .. }
+                | updraft_hsm::HsmError::NotEd25519 { .. } => ApiError::bad_request(source.code(), source.to_string()),
+                other => ApiError::new(StatusCode::BAD_GATEWAY, "hsm_unavailable", {
+                    tracing::error!(error = %other, "HSM failure");
+                    "the HSM could not be used; the server log has the details"
+                }),
+            },
+            other => ApiError::internal(other),
+        }
+    }
 }
 
 pub struct CreatedRepo {
@@ -56,17 +85,69 @@ pub struct CreatedRepo {
     pub root_key_ids: Vec<String>,
 }
 
+/// What `keys rotate` changes: one role's keys and threshold.
+#[derive(Debug, Clone)]
+pub struct RotateSpec {
+    pub role: RoleName,
+    /// New threshold; by default the old one, lowered to the number of new keys if needed.
+    pub threshold: Option<u32>,
+    /// How many new key files to generate on this server.
+    pub generate: u32,
+    /// Existing HSM keys (RFC 7512 URIs) to use.
+    pub pkcs11: Vec<String>,
+    /// Public keys whose private halves stay offline (for the root role).
+    pub public_keys: Vec<Key>,
+}
+
+/// What `keys root export` puts in the next root.
+#[derive(Debug, Clone, Default)]
+pub struct ExportSpec {
+    /// Roles whose keys become exactly these public keys (plus any generated for that role).
+    pub keys: Vec<(RoleName, Vec<Key>)>,
+    /// Roles for which this server generates one new key file (online roles).
+    pub generate: Vec<RoleName>,
+    pub thresholds: Vec<(RoleName, u32)>,
+}
+
+/// A committed-to-be key change: the rows to store and what changed, for the audit log.
+pub struct KeyChange {
+    pub metadata: Vec<MetadataRow>,
+    pub root: Root,
+    pub retired: Vec<KeyId>,
+    pub added: Vec<KeyId>,
+}
+
+/// Expiry of one role's newest metadata, as `/readyz` and `/metrics` report it.
+#[derive(Debug, Clone)]
+pub struct RoleExpiry {
+    pub role: RoleName,
+    pub version: u64,
+    pub expires: OffsetDateTime,
+    /// Whether this server holds a threshold of the role's keys (can re-sign it).
+    pub can_sign: bool,
+    /// The role's configured lifetime, in seconds.
+    pub lifetime: u64,
+}
+
+impl RoleExpiry {
+    pub fn seconds_left(&self, now: OffsetDateTime) -> i64 {
+        (self.expires - now).whole_seconds()
+    }
+    /// Less than a quarter of its lifetime left. Online roles are re-signed at half their
+    /// lifetime, so this means re-signing has failed for a quarter lifetime, or cannot happen
+    /// here (offline keys): an operator must act before clients refuse it.
+    pub fn at_risk(&self, now: OffsetDateTime) -> bool {
+        self.seconds_left(now) < i64::try_from(self.lifetime / 4).unwrap_or(i64::MAX)
+    }
+}
+
 pub struct Repo {
     data_dir: PathBuf,
     passphrase: Option<String>,
     lifetimes: Lifetimes,
-    signers: Mutex<HashMap<String, Arc<AppSigners>>>,
-}
-
-fn random_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).expect("the operating system's random source failed");
-    seed
+    pkcs11: Pkcs11Defaults,
+    stores: Mutex<HashMap<String, Arc<KeyStore>>>,
+    expiry: Mutex<HashMap<String, Vec<RoleExpiry>>>,
 }
 
 fn expires_in(now: OffsetDateTime, secs: u64) -> OffsetDateTime {
@@ -79,9 +160,33 @@ fn row(role: &str, version: u64, body: Vec<u8>, expires: OffsetDateTime) -> Resu
     Ok(MetadataRow { role: role.into(), version, body, expires })
 }
 
+fn refs(signers: &[Arc<dyn Signer>]) -> Vec<&dyn Signer> {
+    signers.iter().map(|s| s.as_ref()).collect()
+}
+
+/// The four newest rows of an app.
+struct Latest {
+    root: MetadataRow,
+    targets: MetadataRow,
+    snapshot: MetadataRow,
+    timestamp: MetadataRow,
+}
+
 impl Repo {
+    /// PKCS#11 defaults come from `UPDRAFT_PKCS11_MODULE` and `UPDRAFT_PKCS11_PIN`.
     pub fn new(data_dir: &Path, passphrase: Option<String>, lifetimes: Lifetimes) -> Self {
-        Repo { data_dir: data_dir.to_owned(), passphrase, lifetimes, signers: Mutex::new(HashMap::new()) }
+        let pkcs11 = Pkcs11Defaults {
+            module: std::env::var_os("UPDRAFT_PKCS11_MODULE").filter(|m| !m.is_empty()).map(PathBuf::from),
+            pin: std::env::var("UPDRAFT_PKCS11_PIN").ok().filter(|p| !p.is_empty()),
+        };
+        Repo {
+            data_dir: data_dir.to_owned(),
+            passphrase,
+            lifetimes,
+            pkcs11,
+            stores: Mutex::new(HashMap::new()),
+            expiry: Mutex::new(HashMap::new()),
+        }
     }
 
     fn key_dir(&self, app: &AppId) -> PathBuf {
@@ -93,58 +198,63 @@ impl Repo {
         self.data_dir.join("trust").join(format!("{app}.root.json"))
     }
 
-    /// Loads the app's keys now, so a missing passphrase or a damaged key file stops the
-    /// server at start with a clear message instead of failing the first publish.
+    /// Loads the app's keys now, so a missing passphrase, a damaged key file or an HSM that
+    /// refuses stops the server at start with a clear message instead of failing the first
+    /// publish.
     pub fn check_keys(&self, app: &AppId) -> Result<(), RepoError> {
-        self.signers(app).map(|_| ())
+        self.keystore(app).map(|_| ())
     }
 
-    fn signers(&self, app: &AppId) -> Result<Arc<AppSigners>, RepoError> {
-        if let Some(s) = self.signers.lock().expect("signers").get(app.as_str()) {
+    fn keystore(&self, app: &AppId) -> Result<Arc<KeyStore>, RepoError> {
+        if let Some(s) = self.stores.lock().expect("keystores").get(app.as_str()) {
             return Ok(s.clone());
         }
-        let dir = self.key_dir(app);
-        let load = |role: &str| -> Result<Ed25519Signer, RepoError> {
-            Ok(Ed25519Signer::from_seed(keys::read_key(&dir.join(format!("{role}.key")), self.passphrase.as_deref())?))
-        };
-        let s = Arc::new(AppSigners {
-            root: load("root")?,
-            targets: load("targets")?,
-            snapshot: load("snapshot")?,
-            timestamp: load("timestamp")?,
-        });
-        self.signers.lock().expect("signers").insert(app.to_string(), s.clone());
+        let s = Arc::new(KeyStore::load(&self.key_dir(app), self.passphrase.as_deref(), &self.pkcs11)?);
+        self.stores.lock().expect("keystores").insert(app.to_string(), s.clone());
         Ok(s)
     }
 
-    /// Generates the app's keys and its first metadata (root, targets, snapshot, timestamp at
-    /// version 1). The caller holds the app lock and has checked the app does not exist, so a
-    /// key directory found here is left over from a create that crashed before its commit.
+    /// Drops the cached keys of `app`; the next signing reloads them from disk.
+    fn forget_keys(&self, app: &AppId) {
+        self.stores.lock().expect("keystores").remove(app.as_str());
+    }
+
+    /// Generates the app's keys (one file key per role) and its first metadata (root,
+    /// targets, snapshot, timestamp at version 1). The caller holds the app lock and has
+    /// checked the app does not exist, so a key directory found here is left over from a
+    /// create that crashed before its commit.
     pub fn create_repository(&self, app: &AppId) -> Result<CreatedRepo, RepoError> {
         let dir = self.key_dir(app);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|source| RepoError::Io { path: dir.clone(), source })?;
         }
-        keys::create_private_dir(&dir)?;
-        for role in ROLES {
-            keys::write_key(&dir.join(format!("{role}.key")), &random_seed(), self.passphrase.as_deref())?;
+        updraft_store::keys::create_private_dir(&dir)?;
+        let mut public = Vec::new();
+        for role in RoleName::ALL {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
+            let key = tuf::Ed25519Signer::from_seed(seed);
+            let res = updraft_store::keys::write_key(&dir.join(format!("{role}.key")), &seed, self.passphrase.as_deref());
+            seed.fill(0);
+            std::hint::black_box(&seed);
+            res?;
+            public.push(key.public_key());
         }
-        self.signers.lock().expect("signers").remove(app.as_str());
-        let s = self.signers(app)?;
+        self.forget_keys(app);
+        let keys = self.keystore(app)?;
         let now = OffsetDateTime::now_utc();
-        let root_keys = RootKeys {
-            root: vec![s.root.public_key()],
-            targets: vec![s.targets.public_key()],
-            snapshot: vec![s.snapshot.public_key()],
-            timestamp: vec![s.timestamp.public_key()],
-        };
+        let [root_key, targets_key, snapshot_key, timestamp_key] = <[Key; 4]>::try_from(public).expect("four roles");
+        let root_keys =
+            RootKeys { root: vec![root_key], targets: vec![targets_key], snapshot: vec![snapshot_key], timestamp: vec![timestamp_key] };
         let root_expires = expires_in(now, self.lifetimes.root);
         let root = tuf::new_root(&root_keys, Thresholds::default(), 1, root_expires)?;
-        let root_bytes = tuf::to_wire(&tuf::sign(root, &[&s.root])?)?;
+        let root_signers = keys.threshold_signers(&root, RoleName::Root)?;
+        let root_bytes = tuf::to_wire(&tuf::sign(root.clone(), &refs(&root_signers))?)?;
         let mut metadata = vec![row("root", 1, root_bytes.clone(), root_expires)?];
-        metadata.extend(self.sign_set(app, &s, &[], now, (1, 1, 1), None)?);
+        metadata.extend(self.sign_set(app, &keys, &root, &[], now, (1, 1, 1), None)?);
         self.verify_chain(&root_bytes, &metadata)?;
-        Ok(CreatedRepo { metadata, root: root_bytes, root_key_ids: vec![s.root.public_key().key_id().to_string()] })
+        let root_key_ids = root.roles.root.keyids.iter().map(|k| k.to_string()).collect();
+        Ok(CreatedRepo { metadata, root: root_bytes, root_key_ids })
     }
 
     /// Writes `DATA/trust/APP.root.json` (atomically; readable, it is public).
@@ -156,16 +266,17 @@ impl Repo {
         std::fs::write(&tmp, root).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|source| RepoError::Io { path: path.clone(), source })
     }
 
-    /// Targets metadata for the releases clients may see (published and halted), each
-    /// artifact a target carrying Updraft's signed `custom`.
-    fn targets_doc(app: &AppId, releases: &[ReleaseRow], version: u64, expires: OffsetDateTime) -> Result<Targets, RepoError> {
+    /// Targets metadata for the releases clients may be offered. Only *live* releases are
+    /// listed: per (channel, platform), published or halted releases from the newest down to
+    /// and including the newest one fully rolled out (100%, not halted). An older release can
+    /// never be chosen by our client (it takes the newest admitted version, and the fully
+    /// rolled-out one admits everybody), so listing it would only make every refresh grow with
+    /// the app's history.
+    pub fn targets_doc(app: &AppId, releases: &[ReleaseRow], version: u64, expires: OffsetDateTime) -> Result<Targets, RepoError> {
         let mut t = Targets::new(version, expires);
-        for r in releases.iter().filter(|r| matches!(r.state, ReleaseState::Published | ReleaseState::Halted)) {
-            let bad = |what: &str| RepoError::Invalid(format!("release {} has an invalid {what}", r.version));
-            let v: Version = r.version.parse().map_err(|_| bad("version"))?;
-            let channel: Channel = r.channel.parse().map_err(|_| bad("channel"))?;
-            for a in &r.artifacts {
-                let platform: Platform = a.platform.parse().map_err(|_| bad("platform"))?;
+        for (r, v, channel, platforms) in live_releases(releases)? {
+            for (a, platform) in r.artifacts.iter().zip(platforms) {
+                let Some(platform) = platform else { continue };
                 let path = TargetPath::new(&v, &platform, &a.filename)?;
                 let custom = TargetCustom {
                     app: app.clone(),
@@ -183,11 +294,13 @@ impl Repo {
     }
 
     /// Signs targets (from `releases`, or keeps `existing_targets`), snapshot and timestamp at
-    /// the given versions.
+    /// the given versions, with the keys `root` names.
+    #[allow(clippy::too_many_arguments)]
     fn sign_set(
         &self,
         app: &AppId,
-        s: &AppSigners,
+        keys: &KeyStore,
+        root: &Root,
         releases: &[ReleaseRow],
         now: OffsetDateTime,
         versions: (u64, u64, u64),
@@ -199,60 +312,73 @@ impl Repo {
             Some(t) => (t.body.clone(), t.version),
             None => {
                 let exp = expires_in(now, self.lifetimes.targets);
-                let bytes = tuf::to_wire(&tuf::sign(Self::targets_doc(app, releases, tv, exp)?, &[&s.targets])?)?;
+                let signers = keys.threshold_signers(root, RoleName::Targets)?;
+                let bytes = tuf::to_wire(&tuf::sign(Self::targets_doc(app, releases, tv, exp)?, &refs(&signers))?)?;
                 out.push(row("targets", tv, bytes.clone(), exp)?);
                 (bytes, tv)
             }
         };
         let snap_exp = expires_in(now, self.lifetimes.snapshot);
-        let snap_bytes = tuf::to_wire(&tuf::sign(tuf::snapshot_for(&targets_bytes, targets_version, sv, snap_exp), &[&s.snapshot])?)?;
-        let ts_exp = expires_in(now, self.lifetimes.timestamp);
-        let ts_bytes = tuf::to_wire(&tuf::sign(tuf::timestamp_for(&snap_bytes, sv, tsv, ts_exp), &[&s.timestamp])?)?;
-        out.push(row("snapshot", sv, snap_bytes, snap_exp)?);
-        out.push(row("timestamp", tsv, ts_bytes, ts_exp)?);
+        let signers = keys.threshold_signers(root, RoleName::Snapshot)?;
+        let snap_bytes = tuf::to_wire(&tuf::sign(tuf::snapshot_for(&targets_bytes, targets_version, sv, snap_exp), &refs(&signers))?)?;
+        out.push(row("snapshot", sv, snap_bytes.clone(), snap_exp)?);
+        out.push(self.sign_timestamp(keys, root, &snap_bytes, sv, tsv, now)?);
         Ok(out)
+    }
+
+    fn sign_timestamp(
+        &self,
+        keys: &KeyStore,
+        root: &Root,
+        snapshot: &[u8],
+        snapshot_version: u64,
+        version: u64,
+        now: OffsetDateTime,
+    ) -> Result<MetadataRow, RepoError> {
+        let exp = expires_in(now, self.lifetimes.timestamp);
+        let signers = keys.threshold_signers(root, RoleName::Timestamp)?;
+        let bytes = tuf::to_wire(&tuf::sign(tuf::timestamp_for(snapshot, snapshot_version, version, exp), &refs(&signers))?)?;
+        row("timestamp", version, bytes, exp)
     }
 
     /// Runs our client's verification over a new set before anyone can see it.
     fn verify_chain(&self, root: &[u8], set: &[MetadataRow]) -> Result<(), RepoError> {
-        self.verify_chain_at(root, set, OffsetDateTime::now_utc())
+        verify_chain_at(root, set, OffsetDateTime::now_utc())
     }
 
-    fn verify_chain_at(&self, root: &[u8], set: &[MetadataRow], now: OffsetDateTime) -> Result<(), RepoError> {
-        let find = |role: &str| set.iter().find(|m| m.role == role).map(|m| m.body.as_slice());
-        let mut trusted = TrustedSet::new(find("root").unwrap_or(root))?;
-        trusted.check_root(now)?;
-        if let Some(ts) = find("timestamp") {
-            trusted.update_timestamp(ts, now)?;
-        }
-        if let Some(snap) = find("snapshot") {
-            trusted.update_snapshot(snap, now)?;
-        }
-        if let Some(t) = find("targets") {
-            trusted.update_targets(t, now)?;
-        }
-        Ok(())
+    async fn latest(store: &dyn MetaStore, app: &AppId) -> Result<Latest, RepoError> {
+        let get = |role: &'static str| async move {
+            store.latest_metadata(app.as_str(), role).await?.ok_or_else(|| RepoError::Invalid(format!("app {app} has no {role} metadata")))
+        };
+        Ok(Latest {
+            root: get("root").await?,
+            targets: get("targets").await?,
+            snapshot: get("snapshot").await?,
+            timestamp: get("timestamp").await?,
+        })
     }
 
-    async fn latest(store: &dyn MetaStore, app: &AppId, role: &str) -> ApiResult<MetadataRow> {
-        store.latest_metadata(app.as_str(), role).await?.ok_or_else(|| ApiError::internal(format!("app {app} has no {role} metadata")))
+    /// The trusted root a row holds (its self-signature checked).
+    fn parse_root(row: &MetadataRow) -> Result<Root, RepoError> {
+        Ok(TrustedSet::new(&row.body)?.root().clone())
     }
 
     /// New targets, snapshot and timestamp for a changed set of releases. The caller holds
     /// the app lock and commits the rows in the same transaction as the release change.
     pub async fn sign_targets_change(&self, store: &dyn MetaStore, app: &AppId, releases: &[ReleaseRow]) -> ApiResult<Vec<MetadataRow>> {
-        let root = Self::latest(store, app, "root").await?;
-        let t = Self::latest(store, app, "targets").await?;
-        let sn = Self::latest(store, app, "snapshot").await?;
-        let ts = Self::latest(store, app, "timestamp").await?;
-        let s = self.signers(app)?;
-        let set = self.sign_set(app, &s, releases, OffsetDateTime::now_utc(), (t.version + 1, sn.version + 1, ts.version + 1), None)?;
-        self.verify_chain(&root.body, &set)?;
+        let l = Self::latest(store, app).await?;
+        let root = Self::parse_root(&l.root)?;
+        let keys = self.keystore(app)?;
+        let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
+        let set = self.sign_set(app, &keys, &root, releases, OffsetDateTime::now_utc(), versions, None)?;
+        self.verify_chain(&l.root.body, &set)?;
         Ok(set)
     }
 
-    /// Re-signs whatever is past half its lifetime: root (same keys, next version), targets
-    /// (and so snapshot and timestamp), snapshot (and timestamp), or timestamp alone.
+    /// Re-signs whatever is past half its lifetime: root (same keys, next version; only when
+    /// a threshold of root keys is held here), targets (and so snapshot and timestamp),
+    /// snapshot (and timestamp), or timestamp alone. Also records every role's expiry for
+    /// `/readyz` and the `updraft_tuf_expiry_seconds` gauge.
     pub async fn refresh_expiring(
         &self,
         store: &dyn MetaStore,
@@ -264,41 +390,412 @@ impl Repo {
             let Ok(exp) = tuf::expires_format::parse(&row.expires) else { return true };
             (exp - now).whole_seconds() < i64::try_from(lifetime / 2).unwrap_or(i64::MAX)
         };
-        let mut root = Self::latest(store, app, "root").await?;
-        let t = Self::latest(store, app, "targets").await?;
-        let sn = Self::latest(store, app, "snapshot").await?;
-        let ts = Self::latest(store, app, "timestamp").await?;
-        let s = self.signers(app)?;
+        let l = Self::latest(store, app).await?;
+        let keys = self.keystore(app)?;
+        let mut root_row = l.root.clone();
+        let root = Self::parse_root(&root_row)?;
         let mut out = Vec::new();
-        if due(&root, self.lifetimes.root) {
-            let current: TrustedSet = TrustedSet::new(&root.body).map_err(RepoError::from)?;
-            let exp = expires_in(now, self.lifetimes.root);
-            let mut next = current.root().clone();
-            next.version = root.version + 1;
-            next.expires = exp;
-            let bytes = tuf::to_wire(&tuf::sign(next, &[&s.root]).map_err(RepoError::from)?).map_err(RepoError::from)?;
-            root = row("root", root.version + 1, bytes, exp)?;
-            out.push(root.clone());
-        }
-        let versions = (t.version + 1, sn.version + 1, ts.version + 1);
-        if due(&t, self.lifetimes.targets) {
-            out.extend(self.sign_set(app, &s, releases, now, versions, None)?);
-        } else if due(&sn, self.lifetimes.snapshot) {
-            out.extend(self.sign_set(app, &s, releases, now, versions, Some(&t))?);
-        } else if due(&ts, self.lifetimes.timestamp) {
-            let exp = expires_in(now, self.lifetimes.timestamp);
-            let bytes = tuf::to_wire(
-                &tuf::sign(tuf::timestamp_for(&sn.body, sn.version, ts.version + 1, exp), &[&s.timestamp]).map_err(RepoError::from)?,
-            )
-            .map_err(RepoError::from)?;
-            out.push(row("timestamp", ts.version + 1, bytes, exp)?);
-        }
+        let result: Result<(), RepoError> = (|| {
+            if due(&root_row, self.lifetimes.root) {
+                match keys.threshold_signers(&root, RoleName::Root) {
+                    Ok(signers) => {
+                        let exp = expires_in(now, self.lifetimes.root);
+                        let mut next = root.clone();
+                        next.version = root_row.version + 1;
+                        next.expires = exp;
+                        let bytes = tuf::to_wire(&tuf::sign(next, &refs(&signers))?)?;
+                        root_row = row("root", root_row.version + 1, bytes, exp)?;
+                        out.push(root_row.clone());
+                    }
+                    Err(e) => tracing::warn!(app = %app, error = %e, "root metadata is due for re-signing but its keys are offline"),
+                }
+            }
+            let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
+            if due(&l.targets, self.lifetimes.targets) {
+                out.extend(self.sign_set(app, &keys, &root, releases, now, versions, None)?);
+            } else if due(&l.snapshot, self.lifetimes.snapshot) {
+                out.extend(self.sign_set(app, &keys, &root, releases, now, versions, Some(&l.targets))?);
+            } else if due(&l.timestamp, self.lifetimes.timestamp) {
+                out.push(self.sign_timestamp(&keys, &root, &l.snapshot.body, l.snapshot.version, l.timestamp.version + 1, now)?);
+            }
+            Ok(())
+        })();
+        let pick = |role: &str, old: &MetadataRow| out.iter().find(|m| m.role == role).cloned().unwrap_or_else(|| old.clone());
+        let newest = [root_row.clone(), pick("targets", &l.targets), pick("snapshot", &l.snapshot), pick("timestamp", &l.timestamp)];
+        self.record_expiry(app, &root, &keys, &newest, now);
+        result?;
         if !out.is_empty() {
             // Verify the whole newest set, old parts included, as a client would see it.
-            let pick = |role: &str, old: &MetadataRow| out.iter().find(|m| m.role == role).cloned().unwrap_or_else(|| old.clone());
-            let full = vec![pick("timestamp", &ts), pick("snapshot", &sn), pick("targets", &t)];
-            self.verify_chain_at(&root.body, &full, now)?;
+            let full = vec![newest[3].clone(), newest[2].clone(), newest[1].clone()];
+            verify_chain_at(&root_row.body, &full, now)?;
         }
         Ok(out)
     }
+
+    fn record_expiry(&self, app: &AppId, root: &Root, keys: &KeyStore, rows: &[MetadataRow], now: OffsetDateTime) {
+        let mut report = Vec::new();
+        for r in rows {
+            let Ok(role) = serde_json::from_value::<RoleName>(serde_json::Value::String(r.role.clone())) else { continue };
+            let Ok(expires) = tuf::expires_format::parse(&r.expires) else { continue };
+            let lifetime = match role {
+                RoleName::Root => self.lifetimes.root,
+                RoleName::Targets => self.lifetimes.targets,
+                RoleName::Snapshot => self.lifetimes.snapshot,
+                RoleName::Timestamp => self.lifetimes.timestamp,
+            };
+            let e = RoleExpiry { role, version: r.version, expires, can_sign: keys.can_sign(root, role), lifetime };
+            metrics::gauge!("updraft_tuf_expiry_seconds", "app" => app.to_string(), "role" => role.as_str())
+                .set(e.seconds_left(now) as f64);
+            report.push(e);
+        }
+        self.expiry.lock().expect("expiry").insert(app.to_string(), report);
+    }
+
+    /// Every app's roles whose metadata is at risk of expiring (see [`RoleExpiry::at_risk`]),
+    /// as last seen by the background refresh.
+    pub fn expiring(&self, now: OffsetDateTime) -> Vec<(String, RoleExpiry)> {
+        let all = self.expiry.lock().expect("expiry");
+        let mut out: Vec<_> =
+            all.iter().flat_map(|(app, roles)| roles.iter().filter(|r| r.at_risk(now)).map(move |r| (app.clone(), r.clone()))).collect();
+        out.sort_by(|a, b| (&a.0, a.1.role).cmp(&(&b.0, b.1.role)));
+        out
+    }
+
+    /// Every role's keys and threshold, where each key is held, and each role's newest
+    /// metadata version and expiry.
+    pub async fn describe(&self, store: &dyn MetaStore, app: &AppId) -> Result<KeysReport, RepoError> {
+        let l = Self::latest(store, app).await?;
+        let root = Self::parse_root(&l.root)?;
+        let keys = self.keystore(app)?;
+        let roles = RoleName::ALL
+            .iter()
+            .map(|&role| {
+                let rk = root.roles.get(role);
+                let meta = match role {
+                    RoleName::Root => &l.root,
+                    RoleName::Targets => &l.targets,
+                    RoleName::Snapshot => &l.snapshot,
+                    RoleName::Timestamp => &l.timestamp,
+                };
+                RoleReport {
+                    role,
+                    threshold: rk.threshold,
+                    version: meta.version,
+                    expires: meta.expires.clone(),
+                    can_sign: keys.can_sign(&root, role),
+                    keys: rk
+                        .keyids
+                        .iter()
+                        .map(|id| KeyReport {
+                            keyid: id.clone(),
+                            keytype: root.keys.get(id).map(|k| k.keytype.clone()).unwrap_or_default(),
+                            backend: keys.get(id).map(|k| k.backend),
+                            label: keys.get(id).and_then(|k| k.label.clone()),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(KeysReport { root_version: l.root.version, roles })
+    }
+
+    /// Replaces one role's keys in a new root version, signed by a threshold of the old root
+    /// keys and of the new ones, and re-signs the metadata of the rotated role with its new
+    /// keys. New keys are created before anything is signed; if anything fails they are
+    /// removed, and if the process dies before the caller commits they are inert (the stored
+    /// root does not name them). The caller holds the app lock and commits `metadata`
+    /// together with the audit event, then calls [`Repo::retire_keys`].
+    pub async fn rotate_keys(
+        &self,
+        store: &dyn MetaStore,
+        app: &AppId,
+        releases: &[ReleaseRow],
+        spec: &RotateSpec,
+    ) -> Result<KeyChange, RepoError> {
+        if spec.generate > 16 || spec.pkcs11.len() > 16 || spec.public_keys.len() > 16 {
+            return Err(RepoError::refused("too_many_keys", "at most 16 keys of each kind per rotation"));
+        }
+        if spec.role != RoleName::Root && !spec.public_keys.is_empty() {
+            return Err(RepoError::refused(
+                "offline_online_role",
+                format!("the {} role is signed by this server: give it keys the server holds (generate or pkcs11)", spec.role),
+            ));
+        }
+        for k in &spec.public_keys {
+            k.check().map_err(|e| RepoError::refused("invalid_key", e.to_string()))?;
+        }
+        let l = Self::latest(store, app).await?;
+        let old_root = Self::parse_root(&l.root)?;
+        let dir = self.key_dir(app);
+        let mut created: Vec<PathBuf> = Vec::new();
+        let result = async {
+            let mut new_keys: Vec<Key> = spec.public_keys.clone();
+            for _ in 0..spec.generate {
+                let s = keystore::generate_file_key(&dir, self.passphrase.as_deref())?;
+                created.push(dir.join(format!("{}.key", s.key_id())));
+                new_keys.push(s.public_key());
+            }
+            for uri in &spec.pkcs11 {
+                let s = updraft_hsm::Pkcs11Signer::open(uri, &keystore::hsm_defaults(&self.pkcs11))
+                    .map_err(|source| RepoError::Hsm { path: dir.clone(), source })?;
+                let id = s.public_key().key_id();
+                if !dir.join(format!("{id}.pkcs11")).exists() {
+                    created.push(keystore::write_pkcs11_ref(&dir, &id, uri)?);
+                }
+                new_keys.push(s.public_key());
+            }
+            if new_keys.is_empty() {
+                return Err(RepoError::refused("no_keys", "give at least one new key (generate, pkcs11 or public_keys)"));
+            }
+            let old_threshold = old_root.roles.get(spec.role).threshold;
+            let threshold = spec.threshold.unwrap_or_else(|| old_threshold.min(new_keys.len() as u32).max(1));
+            let mut next = old_root.clone();
+            next.version = l.root.version + 1;
+            next.expires = expires_in(OffsetDateTime::now_utc(), self.lifetimes.root);
+            next.set_role_keys(spec.role, &new_keys, threshold).map_err(|e| RepoError::refused(e.code(), e.to_string()))?;
+            self.forget_keys(app);
+            let keys = self.keystore(app)?;
+            self.commit_root(app, &keys, &l, &old_root, next, None, releases).await
+        }
+        .await;
+        if result.is_err() {
+            for p in &created {
+                let _ = std::fs::remove_file(p);
+            }
+            self.forget_keys(app);
+        }
+        result
+    }
+
+    /// Builds the next root version for an offline ceremony, unsigned:
+    /// `{"signatures": [], "signed": {…}}`. Key files for `spec.generate` roles are created
+    /// now (inert until the signed root is imported).
+    pub async fn export_root(&self, store: &dyn MetaStore, app: &AppId, spec: &ExportSpec) -> Result<Vec<u8>, RepoError> {
+        let l = Self::latest(store, app).await?;
+        let mut next = Self::parse_root(&l.root)?;
+        next.version = l.root.version + 1;
+        next.expires = expires_in(OffsetDateTime::now_utc(), self.lifetimes.root);
+        let roles: BTreeSet<RoleName> =
+            spec.keys.iter().map(|(r, _)| *r).chain(spec.generate.iter().copied()).chain(spec.thresholds.iter().map(|(r, _)| *r)).collect();
+        let dir = self.key_dir(app);
+        for role in roles {
+            let mut keys: Vec<Key> = spec.keys.iter().filter(|(r, _)| *r == role).flat_map(|(_, k)| k.iter().cloned()).collect();
+            for k in &keys {
+                k.check().map_err(|e| RepoError::refused("invalid_key", e.to_string()))?;
+            }
+            if spec.generate.contains(&role) {
+                keys.push(keystore::generate_file_key(&dir, self.passphrase.as_deref())?.public_key());
+                self.forget_keys(app);
+            }
+            if keys.is_empty() {
+                keys = next.role_keys(role).into_iter().map(|(_, k)| k.clone()).collect();
+            }
+            let threshold = spec
+                .thresholds
+                .iter()
+                .find(|(r, _)| *r == role)
+                .map(|(_, t)| *t)
+                .unwrap_or_else(|| next.roles.get(role).threshold.min(keys.len() as u32).max(1));
+            next.set_role_keys(role, &keys, threshold).map_err(|e| RepoError::refused(e.code(), e.to_string()))?;
+        }
+        let doc = serde_json::json!({ "signatures": [], "signed": next });
+        serde_json::to_vec_pretty(&doc).map_err(|e| RepoError::Invalid(e.to_string()))
+    }
+
+    /// Publishes a root signed in an offline ceremony. The server adds signatures of the
+    /// root keys it holds itself, then checks the document exactly as a client would: the next
+    /// version, signed by a threshold of the current root keys and of its own, not expired.
+    /// Roles whose keys the new root changes are re-signed with their new keys, which this
+    /// server must hold.
+    pub async fn import_root(
+        &self,
+        store: &dyn MetaStore,
+        app: &AppId,
+        releases: &[ReleaseRow],
+        doc: &[u8],
+    ) -> Result<KeyChange, RepoError> {
+        let bad = |code: &'static str, m: String| RepoError::refused(code, m);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(doc).map_err(|e| bad("invalid_root", format!("the root document is not JSON: {e}")))?;
+        let next: Root = serde_json::from_value(value.get("signed").cloned().unwrap_or_default())
+            .map_err(|e| bad("invalid_root", format!("the document's \"signed\" is not root metadata: {e}")))?;
+        let l = Self::latest(store, app).await?;
+        let old_root = Self::parse_root(&l.root)?;
+        if next.version != l.root.version + 1 {
+            return Err(bad(
+                "root_version_mismatch",
+                format!("the document is root version {}, the next version is {}", next.version, l.root.version + 1),
+            ));
+        }
+        let keys = self.keystore(app)?;
+        for role_root in [&old_root, &next] {
+            for s in keys.signers_for(role_root, RoleName::Root) {
+                tuf::add_signature(&mut value, s.as_ref()).map_err(|e| bad(e.code(), e.to_string()))?;
+            }
+        }
+        let bytes = serde_json::to_vec(&value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        self.commit_root(app, &keys, &l, &old_root, next, Some(bytes), releases).await
+    }
+
+    /// Signs (unless `signed_bytes` is given) and checks root `next`, and re-signs the
+    /// metadata of roles whose keys changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_root(
+        &self,
+        app: &AppId,
+        keys: &KeyStore,
+        l: &Latest,
+        old_root: &Root,
+        next: Root,
+        signed_bytes: Option<Vec<u8>>,
+        releases: &[ReleaseRow],
+    ) -> Result<KeyChange, RepoError> {
+        let now = OffsetDateTime::now_utc();
+        let root_bytes = match signed_bytes {
+            Some(b) => b,
+            None => {
+                let old = keys.threshold_signers(old_root, RoleName::Root)?;
+                let new = keys.threshold_signers(&next, RoleName::Root)?;
+                let all: Vec<Arc<dyn Signer>> = old.into_iter().chain(new).collect();
+                tuf::to_wire(&tuf::sign(next.clone(), &refs(&all))?)?
+            }
+        };
+        // The chain step a client takes, before anything else is signed.
+        let mut check = TrustedSet::new(&l.root.body)?;
+        check.update_root(&root_bytes).map_err(|e| RepoError::refused(e.code(), format!("the new root does not verify: {e}")))?;
+        check.check_root(now).map_err(|e| RepoError::refused(e.code(), e.to_string()))?;
+        let changed = |role| old_root.role_keys(role) != next.role_keys(role) || old_root.roles.get(role) != next.roles.get(role);
+        let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
+        let mut metadata = vec![row("root", next.version, root_bytes.clone(), next.expires)?];
+        if changed(RoleName::Targets) {
+            metadata.extend(self.sign_set(app, keys, &next, releases, now, versions, None)?);
+        } else if changed(RoleName::Snapshot) {
+            metadata.extend(self.sign_set(app, keys, &next, releases, now, versions, Some(&l.targets))?);
+        } else if changed(RoleName::Timestamp) {
+            metadata.push(self.sign_timestamp(keys, &next, &l.snapshot.body, l.snapshot.version, versions.2, now)?);
+        }
+        let pick = |role: &str, old: &MetadataRow| metadata.iter().find(|m| m.role == role).cloned().unwrap_or_else(|| old.clone());
+        let newest = vec![pick("timestamp", &l.timestamp), pick("snapshot", &l.snapshot), pick("targets", &l.targets)];
+        // A client that trusted the previous root must accept the whole newest set.
+        verify_chain_from(&l.root.body, &root_bytes, &newest, now)?;
+        let old_ids = old_root.all_key_ids();
+        let new_ids = next.all_key_ids();
+        Ok(KeyChange {
+            metadata,
+            retired: old_ids.difference(&new_ids).cloned().collect(),
+            added: new_ids.difference(&old_ids).cloned().collect(),
+            root: next,
+        })
+    }
+
+    /// After a key change is committed: deletes the key files and references the new root no
+    /// longer names, and reloads the app's keys.
+    pub fn retire_keys(&self, app: &AppId, root: &Root) {
+        if let Ok(keys) = self.keystore(app) {
+            for (id, path) in keys.unused_by(root) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(app = %app, key_id = %id, "retired signing key removed"),
+                    Err(e) => tracing::warn!(app = %app, key_id = %id, error = %e, "could not remove a retired signing key"),
+                }
+            }
+        }
+        self.forget_keys(app);
+    }
+}
+
+/// Per (channel, platform), the published/halted releases from the newest down to and
+/// including the newest fully rolled-out one, with each artifact's parsed platform (`None`
+/// when it is not live on its platform).
+#[allow(clippy::type_complexity)]
+fn live_releases(releases: &[ReleaseRow]) -> Result<Vec<(&ReleaseRow, Version, Channel, Vec<Option<Platform>>)>, RepoError> {
+    let mut parsed = Vec::new();
+    for r in releases.iter().filter(|r| matches!(r.state, ReleaseState::Published | ReleaseState::Halted)) {
+        let bad = |what: &str| RepoError::Invalid(format!("release {} has an invalid {what}", r.version));
+        let v: Version = r.version.parse().map_err(|_| bad("version"))?;
+        let channel: Channel = r.channel.parse().map_err(|_| bad("channel"))?;
+        let platforms =
+            r.artifacts.iter().map(|a| a.platform.parse::<Platform>().map_err(|_| bad("platform"))).collect::<Result<Vec<_>, _>>()?;
+        parsed.push((r, v, channel, platforms));
+    }
+    // Newest first; then walk each (channel, platform) until its floor.
+    let mut order: Vec<usize> = (0..parsed.len()).collect();
+    order.sort_by(|&a, &b| parsed[b].1.cmp(&parsed[a].1));
+    let mut floored: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut out = Vec::new();
+    for i in order {
+        let (r, v, channel, platforms) = &parsed[i];
+        let full = r.state == ReleaseState::Published && r.rollout_bp >= Percent::FULL.basis_points();
+        let live: Vec<Option<Platform>> = platforms
+            .iter()
+            .map(|p| {
+                let key = (channel.to_string(), p.to_string());
+                if floored.contains(&key) {
+                    return None;
+                }
+                if full {
+                    floored.insert(key);
+                }
+                Some(p.clone())
+            })
+            .collect();
+        if live.iter().any(Option::is_some) {
+            out.push((*r, v.clone(), channel.clone(), live));
+        }
+    }
+    Ok(out)
+}
+
+fn verify_chain_at(root: &[u8], set: &[MetadataRow], now: OffsetDateTime) -> Result<(), RepoError> {
+    let find = |role: &str| set.iter().find(|m| m.role == role).map(|m| m.body.as_slice());
+    let mut trusted = TrustedSet::new(find("root").unwrap_or(root))?;
+    trusted.check_root(now)?;
+    if let Some(ts) = find("timestamp") {
+        trusted.update_timestamp(ts, now)?;
+    }
+    if let Some(snap) = find("snapshot") {
+        trusted.update_snapshot(snap, now)?;
+    }
+    if let Some(t) = find("targets") {
+        trusted.update_targets(t, now)?;
+    }
+    Ok(())
+}
+
+/// A client that trusted `old_root` follows `new_root` and loads the newest set.
+fn verify_chain_from(old_root: &[u8], new_root: &[u8], set: &[MetadataRow], now: OffsetDateTime) -> Result<(), RepoError> {
+    let find = |role: &str| set.iter().find(|m| m.role == role).map(|m| m.body.as_slice());
+    let mut trusted = TrustedSet::new(old_root)?;
+    trusted.update_root(new_root)?;
+    trusted.check_root(now)?;
+    trusted.update_timestamp(find("timestamp").unwrap_or_default(), now)?;
+    trusted.update_snapshot(find("snapshot").unwrap_or_default(), now)?;
+    trusted.update_targets(find("targets").unwrap_or_default(), now)?;
+    Ok(())
+}
+
+/// What `keys list` shows.
+#[derive(Debug, Clone)]
+pub struct KeysReport {
+    pub root_version: u64,
+    pub roles: Vec<RoleReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoleReport {
+    pub role: RoleName,
+    pub threshold: u32,
+    pub version: u64,
+    pub expires: String,
+    pub can_sign: bool,
+    pub keys: Vec<KeyReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyReport {
+    pub keyid: KeyId,
+    pub keytype: String,
+    /// `None`: the private key is not on this server (offline).
+    pub backend: Option<Backend>,
+    /// For HSM keys, the URI without its PIN.
+    pub label: Option<String>,
 }

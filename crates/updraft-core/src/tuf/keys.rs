@@ -102,6 +102,11 @@ impl Key {
         key.verify_strict(msg, &sig).is_ok()
     }
 
+    /// Refuses anything but a well-formed ed25519 public key.
+    pub fn check(&self) -> Result<(), TufError> {
+        self.ed25519_key().map(|_| ())
+    }
+
     /// The raw public key bytes when this is a valid ed25519 key; used to count distinct keys
     /// even if a root lists one key under two ids.
     pub(crate) fn identity(&self) -> Option<[u8; 32]> {

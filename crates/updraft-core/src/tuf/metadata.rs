@@ -117,6 +117,15 @@ impl Roles {
             RoleName::Timestamp => &self.timestamp,
         }
     }
+
+    pub fn get_mut(&mut self, role: RoleName) -> &mut RoleKeys {
+        match role {
+            RoleName::Root => &mut self.root,
+            RoleName::Targets => &mut self.targets,
+            RoleName::Snapshot => &mut self.snapshot,
+            RoleName::Timestamp => &mut self.timestamp,
+        }
+    }
 }
 
 /// `root.json`: the keys and thresholds of every top-level role. Built with
@@ -149,6 +158,36 @@ impl Root {
     /// The keys a role may sign with, as (id, key) pairs; ids without a key entry are skipped.
     pub fn role_keys(&self, role: RoleName) -> BTreeSet<(&KeyId, &Key)> {
         self.roles.get(role).keyids.iter().filter_map(|id| self.keys.get(id).map(|k| (id, k))).collect()
+    }
+
+    /// Replaces the keys of `role` with `keys` (at least one, all valid ed25519, distinct) and
+    /// sets its threshold, which must be met by the keys given. Keys no role uses any more
+    /// are dropped from `keys`, so a retired key cannot linger in the root.
+    pub fn set_role_keys(&mut self, role: RoleName, keys: &[Key], threshold: u32) -> Result<(), TufError> {
+        let mut ids: Vec<KeyId> = Vec::with_capacity(keys.len());
+        let mut seen = BTreeSet::new();
+        for k in keys {
+            let identity = k.identity().ok_or_else(|| TufError::InvalidKey { reason: format!("{role} key is not a valid ed25519 key") })?;
+            if !seen.insert(identity) {
+                return Err(TufError::InvalidKey { reason: format!("{role} lists the same key twice") });
+            }
+            ids.push(k.key_id());
+        }
+        if threshold == 0 || threshold as usize > ids.len() {
+            return Err(TufError::InvalidThreshold { role, threshold, keys: ids.len() });
+        }
+        for (id, k) in ids.iter().zip(keys) {
+            self.keys.insert(id.clone(), k.clone());
+        }
+        *self.roles.get_mut(role) = RoleKeys { keyids: ids, threshold };
+        let used: BTreeSet<KeyId> = RoleName::ALL.iter().flat_map(|r| self.roles.get(*r).keyids.iter().cloned()).collect();
+        self.keys.retain(|id, _| used.contains(id));
+        Ok(())
+    }
+
+    /// Every key id some role of this root lists.
+    pub fn all_key_ids(&self) -> BTreeSet<KeyId> {
+        RoleName::ALL.iter().flat_map(|r| self.roles.get(*r).keyids.iter().cloned()).collect()
     }
 
     /// Whether the timestamp or snapshot keys differ between two roots. After such a rotation

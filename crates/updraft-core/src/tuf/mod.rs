@@ -33,7 +33,7 @@ pub use metadata::{
     expires_format, metadata_file_name, Hashes, MetaFile, Metadata, RoleKeys, Roles, Root, Signed, Snapshot, TargetFile, Targets,
     Timestamp, SNAPSHOT_META, SPEC_VERSION, TARGETS_META,
 };
-pub use repo::{new_root, sign, snapshot_for, timestamp_for, to_wire, RootKeys, Thresholds};
+pub use repo::{add_signature, new_root, sign, snapshot_for, timestamp_for, to_wire, RootKeys, Thresholds};
 pub use trusted::{TimestampUpdate, TrustedSet};
 pub use verify::{check_expiry, check_length_and_hash, parse_verified, sha256_hex, verify_role};
 

@@ -32,6 +32,27 @@ pub fn sign<T: Serialize>(signed: T, signers: &[&dyn Signer]) -> Result<Signed<T
     Ok(Signed { signatures, signed })
 }
 
+/// Adds `signer`'s signature to a received document (`{"signatures": [...], "signed": {...}}`)
+/// without re-encoding `signed`: the signature covers canonical JSON of `signed` exactly as it
+/// stands, unknown fields included. A signature by the same key id is replaced. This is what
+/// an offline root ceremony does on a machine that holds one root key and nothing else.
+pub fn add_signature(doc: &mut serde_json::Value, signer: &dyn Signer) -> Result<KeyId, TufError> {
+    let role =
+        doc.get("signed").and_then(|s| s.get("_type")).and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or(RoleName::Root);
+    let malformed = |reason: &str| TufError::MalformedMetadata { role, reason: reason.into() };
+    let signed = doc.get("signed").filter(|v| v.is_object()).ok_or_else(|| malformed("no \"signed\" object"))?;
+    let msg = canonical_json(signed)?;
+    let keyid = signer.public_key().key_id();
+    let sig = Signature { keyid: keyid.clone(), sig: hex::encode(signer.sign(&msg)?) };
+    let sigs = match doc.get_mut("signatures") {
+        Some(serde_json::Value::Array(a)) => a,
+        _ => return Err(malformed("no \"signatures\" array")),
+    };
+    sigs.retain(|s| s.get("keyid").and_then(serde_json::Value::as_str) != Some(keyid.as_str()));
+    sigs.push(serde_json::to_value(&sig).map_err(|e| TufError::CanonicalJson { reason: e.to_string() })?);
+    Ok(keyid)
+}
+
 /// The bytes to store and serve for a signed document (compact JSON). Hashes and lengths in
 /// snapshot and timestamp are computed over these bytes.
 pub fn to_wire<T: Serialize>(signed: &Signed<T>) -> Result<Vec<u8>, TufError> {

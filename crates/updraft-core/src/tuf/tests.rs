@@ -336,3 +336,50 @@ fn wire_bytes_keep_control_characters_valid() {
     let parsed: Targets = parse_verified(&wire, &role_of(&[&k], 1), &keys_of(&[&k])).unwrap();
     assert_eq!(parsed.targets["x"].custom.as_ref().unwrap()["notes"], "line1\nline2\t\u{1}");
 }
+
+#[test]
+fn set_role_keys_replaces_keys_and_drops_retired_ones() {
+    let repo = Repo::new();
+    let (a, b, c) = (signer(7), signer(8), signer(9));
+    let mut root = repo.root.clone();
+    root.set_role_keys(RoleName::Targets, &[a.public_key(), b.public_key(), c.public_key()], 2).unwrap();
+    assert_eq!(root.roles.targets.threshold, 2);
+    assert_eq!(root.roles.targets.keyids, vec![a.key_id(), b.key_id(), c.key_id()]);
+    assert!(!root.keys.contains_key(&repo.targets_key.key_id()), "the retired key is gone");
+    assert!(root.keys.contains_key(&repo.root_key.key_id()));
+    assert_eq!(root.all_key_ids().len(), 6);
+    let check = |keys: &[Key], threshold: u32, code: &str| {
+        let mut r = repo.root.clone();
+        assert_eq!(r.set_role_keys(RoleName::Root, keys, threshold).unwrap_err().code(), code);
+        assert_eq!(r, repo.root, "a refused change leaves the root as it was");
+    };
+    check(&[a.public_key()], 2, "invalid_threshold");
+    check(&[], 1, "invalid_threshold");
+    check(&[a.public_key(), a.public_key()], 1, "invalid_key");
+    check(&[Key { keytype: "rsa".into(), ..a.public_key() }], 1, "invalid_key");
+}
+
+#[test]
+fn add_signature_signs_the_document_as_received() {
+    let (old, new1, new2) = (signer(1), signer(20), signer(21));
+    let repo = Repo::new();
+    let mut next = repo.root.clone();
+    next.version = 2;
+    next.set_role_keys(RoleName::Root, &[new1.public_key(), new2.public_key()], 2).unwrap();
+    // Exported unsigned, with a field we do not model: it must stay covered.
+    let mut doc = json!({"signatures": [], "signed": serde_json::to_value(&next).unwrap()});
+    doc["signed"]["x-note"] = json!("ceremony 2030-06");
+    for s in [&old as &dyn Signer, &new1, &new2, &new2] {
+        add_signature(&mut doc, s).unwrap();
+    }
+    assert_eq!(doc["signatures"].as_array().unwrap().len(), 3, "re-signing with one key replaces its signature");
+    let mut set = TrustedSet::new(&repo.root_bytes[0]).unwrap();
+    set.update_root(&serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert_eq!(set.root().version, 2);
+    // Without the old root key's signature the chain is broken.
+    let mut half = doc.clone();
+    half["signatures"].as_array_mut().unwrap().retain(|s| s["keyid"] != json!(old.key_id().as_str()));
+    let mut set = TrustedSet::new(&repo.root_bytes[0]).unwrap();
+    assert_eq!(set.update_root(&serde_json::to_vec(&half).unwrap()).unwrap_err().code(), "threshold_not_met");
+    assert_eq!(add_signature(&mut json!({"signed": 1}), &old).unwrap_err().code(), "malformed_metadata");
+}

@@ -1,0 +1,261 @@
+//! Key management against the real binary: rotation of every role with thresholds, followed by
+//! clients that pinned root version 1; the offline root ceremony (export, sign with no server,
+//! import); HSM keys in a real SoftHSM2 token. Secrets never show in answers, logs or audit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// `updraft client check` for app `demo` on stable/linux-x86_64 from 1.0.0, pinned to the
+/// root the app shipped with (version 1), keeping its state in `state`.
+fn client_check(server: &Server, trust: &Path, state: &Path) -> Out {
+    run_cli(
+        &server.url,
+        "unused",
+        &[
+            "client",
+            "check",
+            "--server",
+            &server.url,
+            "--app",
+            "demo",
+            "--channel",
+            "stable",
+            "--platform",
+            "linux-x86_64",
+            "--current",
+            "1.0.0",
+            "--trust",
+            trust.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+        ],
+    )
+}
+
+/// The pinned root: a copy of the trust file taken at app creation.
+fn pin(server: &Server, dir: &Path) -> PathBuf {
+    let trust = dir.join("pinned.root.json");
+    std::fs::copy(server.data.join("trust/demo.root.json"), &trust).unwrap();
+    trust
+}
+
+fn offered(out: &Out) -> String {
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()["update"]["version"].as_str().unwrap().to_owned()
+}
+
+/// Runs the binary with no server configuration at all (an offline machine).
+fn offline(args: &[&str], dir: &Path) -> Out {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("UPDRAFT_SERVER")
+        .env_remove("UPDRAFT_TOKEN")
+        .env_remove("UPDRAFT_KEY_PASSPHRASE")
+        // Nothing listens here: any attempt to reach a server would fail the command.
+        .env("UPDRAFT_SERVER", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every private seed under the app's key directory (plain key files only).
+fn key_secrets(data: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data.join("keys/demo")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "key") {
+            let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            out.push(v["material"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+fn assert_no_secrets(haystacks: &[&str], secrets: &[String]) {
+    for s in secrets {
+        for h in haystacks {
+            assert!(!h.contains(s.as_str()), "key material leaked");
+        }
+    }
+}
+
+#[test]
+fn every_role_rotates_and_clients_pinned_to_v1_follow() {
+    let (dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    publish(&server, dir.path(), "demo", "1.1.0", "linux-x86_64", &bytes(5000, 1), &[]);
+    let trust = pin(&server, dir.path());
+    let early = dir.path().join("early-state");
+    assert_eq!(offered(&client_check(&server, &trust, &early)), "1.1.0");
+    let secrets_before = key_secrets(&data);
+
+    let keys = server.cli(&["keys", "list", "demo", "--json"]).ok().json();
+    assert_eq!(keys["root_version"], 1);
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        assert_eq!(keys["roles"][role]["threshold"], 1, "{keys}");
+        assert_eq!(keys["roles"][role]["keys"][0]["location"], "file");
+        assert_eq!(keys["roles"][role]["online"], true);
+    }
+    let old_targets_key = keys["roles"]["targets"]["keys"][0]["keyid"].as_str().unwrap().to_owned();
+
+    let v = server.cli(&["keys", "rotate", "demo", "--role", "root", "--json"]).ok().json();
+    assert_eq!(v["root_version"], 2);
+    assert_eq!((v["added_keys"].as_array().unwrap().len(), v["retired_keys"].as_array().unwrap().len()), (1, 1));
+    server.cli(&["keys", "rotate", "demo", "--role", "timestamp"]).ok();
+    let v = server.cli(&["keys", "rotate", "demo", "--role", "targets", "--generate", "3", "--threshold", "2", "--json"]).ok().json();
+    assert_eq!(v["root_version"], 4);
+    assert_eq!(v["roles"]["targets"]["threshold"], 2);
+    assert_eq!(v["roles"]["targets"]["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(v["retired_keys"], serde_json::json!([old_targets_key]));
+    let v = server.cli(&["keys", "rotate", "demo", "--role", "snapshot", "--json"]).ok().json();
+    assert_eq!(v["root_version"], 5);
+
+    // A threshold the keys cannot meet is refused, and nothing changes.
+    let out = server.cli(&["keys", "rotate", "demo", "--role", "root", "--generate", "1", "--threshold", "2"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("invalid_threshold"), "{out:?}");
+    assert_eq!(server.cli(&["keys", "list", "demo", "--json"]).ok().json()["root_version"], 5);
+
+    publish(&server, dir.path(), "demo", "1.2.0", "linux-x86_64", &bytes(6000, 2), &[]);
+    // The client that saw root v1 and cached v1-era timestamp/snapshot walks 2..5.
+    assert_eq!(offered(&client_check(&server, &trust, &early)), "1.2.0");
+    for v in 2..=5 {
+        assert!(early.join(format!("tuf/demo/{v}.root.json")).exists(), "root v{v} followed");
+    }
+    // A brand-new install that ships root v1 does too.
+    assert_eq!(offered(&client_check(&server, &trust, &dir.path().join("fresh-state"))), "1.2.0");
+    // Every root version stays served.
+    let http = http();
+    for v in 1..=5 {
+        assert_eq!(http.get(server.url(&format!("/tuf/demo/metadata/{v}.root.json"))).send().unwrap().status(), 200);
+    }
+
+    // Retired keys are gone from disk; what remains is exactly the keys the root lists, 0600.
+    let listed = server.cli(&["keys", "list", "demo", "--json"]).ok();
+    let n_keys: usize =
+        ["root", "targets", "snapshot", "timestamp"].iter().map(|r| listed.json()["roles"][r]["keys"].as_array().unwrap().len()).sum();
+    let files: Vec<_> = std::fs::read_dir(data.join("keys/demo")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), n_keys, "{files:?}");
+    for f in &files {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{f:?}");
+    }
+
+    // No key material, old or new, in answers, the audit log or the server log.
+    let audit = http.get(server.url("/v1/admin/audit?limit=1000")).bearer_auth(TOKEN).send().unwrap().text().unwrap();
+    assert!(audit.contains("keys.rotate"), "{audit}");
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+    let mut secrets = secrets_before;
+    secrets.extend(key_secrets(&data));
+    assert_no_secrets(&[&audit, &log, &listed.stdout], &secrets);
+}
+
+#[test]
+fn offline_root_ceremony_signs_without_a_server() {
+    let (dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    publish(&server, dir.path(), "demo", "1.1.0", "linux-x86_64", &bytes(5000, 3), &[]);
+    let trust = pin(&server, dir.path());
+    let early = dir.path().join("early-state");
+    assert_eq!(offered(&client_check(&server, &trust, &early)), "1.1.0");
+
+    // On the offline machine: two root keys.
+    let vault = dir.path().join("vault");
+    std::fs::create_dir_all(&vault).unwrap();
+    for k in ["root-a.key", "root-b.key"] {
+        let out = offline(&["keys", "generate", "--out", k], &vault);
+        assert_eq!(out.code, 0, "{out:?}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(vault.join(k)).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Online: the unsigned next root moves the root role to them, 2 of 2.
+    let next = dir.path().join("2.root.json");
+    let (a_pub, b_pub) =
+        (format!("root={}", vault.join("root-a.key.pub").display()), format!("root={}", vault.join("root-b.key.pub").display()));
+    server
+        .cli(&[
+            "keys",
+            "root",
+            "export",
+            "demo",
+            "--keys",
+            &a_pub,
+            "--keys",
+            &b_pub,
+            "--threshold",
+            "root=2",
+            "--out",
+            next.to_str().unwrap(),
+        ])
+        .ok();
+    let exported: Value = serde_json::from_slice(&std::fs::read(&next).unwrap()).unwrap();
+    assert_eq!(exported["signatures"], serde_json::json!([]));
+    assert_eq!(exported["signed"]["version"], 2);
+
+    let import = |file: &Path| server.cli(&["keys", "root", "import", "demo", file.to_str().unwrap(), "--json"]);
+    // Unsigned by the new keys: refused (the server's own old root key alone is not enough).
+    let out = import(&next);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("threshold_not_met"), "{out:?}");
+    // One of two: still refused.
+    let sign = |file: &Path, key: &str| {
+        let out = offline(&["keys", "root", "sign", file.to_str().unwrap(), "--key", vault.join(key).to_str().unwrap()], &vault);
+        assert_eq!(out.code, 0, "{out:?}");
+    };
+    sign(&next, "root-a.key");
+    assert_eq!(import(&next).code, 6);
+    // An edit after signing breaks the signatures it had.
+    sign(&next, "root-b.key");
+    let mut tampered: Value = serde_json::from_slice(&std::fs::read(&next).unwrap()).unwrap();
+    tampered["signed"]["roles"]["timestamp"]["threshold"] = serde_json::json!(1u32);
+    tampered["signed"]["expires"] = serde_json::json!("2099-01-01T00:00:00Z");
+    let bad = dir.path().join("tampered.json");
+    std::fs::write(&bad, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let out = import(&bad);
+    assert_eq!(out.code, 6, "{out:?}");
+    // Both signatures: published.
+    let v = import(&next).ok().json();
+    assert_eq!(v["root_version"], 2);
+    assert_eq!(v["roles"]["root"]["threshold"], 2);
+    assert_eq!(v["roles"]["root"]["online"], false);
+    assert!(v["roles"]["root"]["keys"].as_array().unwrap().iter().all(|k| k["location"] == "offline"), "{v}");
+    // The same document twice is not a new version.
+    assert_eq!(import(&next).code, 6);
+
+    // With the root offline, an online rotation cannot happen...
+    let out = server.cli(&["keys", "rotate", "demo", "--role", "timestamp"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("root_keys_offline"), "{out:?}");
+    // ...so it goes through the ceremony: the server makes the new timestamp key, the vault signs.
+    let third = dir.path().join("3.root.json");
+    server.cli(&["keys", "root", "export", "demo", "--generate", "timestamp", "--out", third.to_str().unwrap()]).ok();
+    sign(&third, "root-a.key");
+    sign(&third, "root-b.key");
+    let v = import(&third).ok().json();
+    assert_eq!(v["root_version"], 3);
+    assert_eq!(v["roles"]["timestamp"]["online"], true);
+
+    publish(&server, dir.path(), "demo", "1.2.0", "linux-x86_64", &bytes(6000, 4), &[]);
+    assert_eq!(offered(&client_check(&server, &trust, &early)), "1.2.0");
+    assert_eq!(offered(&client_check(&server, &trust, &dir.path().join("fresh"))), "1.2.0");
+
+    // Garbage and wrong-version documents are refused with clear codes.
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, b"{\"signatures\": [], \"signed\": {\"_type\": \"targets\"}}").unwrap();
+    let out = import(&junk);
+    assert!(out.code == 6 && out.stderr.contains("invalid_root"), "{out:?}");
+    let out = offline(&["keys", "root", "sign", junk.to_str().unwrap(), "--key", vault.join("root-a.key").to_str().unwrap()], &vault);
+    assert_eq!(out.code, 4, "{out:?}");
+}
