@@ -3,6 +3,7 @@
 # loopback ports, real SQLite, real files). This is the command the README gives and CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/ensure-softhsm.sh  # PKCS#11 signing tests run against a real SoftHSM2 token
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Property tests: a fixed, moderate case count keeps the run repeatable in time.

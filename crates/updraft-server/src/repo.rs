@@ -461,6 +461,23 @@ impl Repo {
         out
     }
 
+    /// `/readyz`'s view of TUF metadata at `now`: unready when some app's role is at risk of
+    /// expiring (see [`RoleExpiry::at_risk`]), listing each such role.
+    pub fn readiness(&self, now: OffsetDateTime) -> TufReadiness {
+        let expiring = self.expiring(now);
+        let detail = expiring
+            .iter()
+            .map(|(app, e)| {
+                serde_json::json!({
+                    "app": app, "role": e.role.as_str(), "version": e.version,
+                    "expires": tuf::expires_format::format(e.expires).unwrap_or_default(),
+                    "seconds_left": e.seconds_left(now), "can_sign": e.can_sign,
+                })
+            })
+            .collect();
+        TufReadiness { ready: expiring.is_empty(), expiring: detail }
+    }
+
     /// Every role's keys and threshold, where each key is held, and each role's newest
     /// metadata version and expiry.
     pub async fn describe(&self, store: &dyn MetaStore, app: &AppId) -> Result<KeysReport, RepoError> {
@@ -773,6 +790,14 @@ fn verify_chain_from(old_root: &[u8], new_root: &[u8], set: &[MetadataRow], now:
     Ok(())
 }
 
+/// See [`Repo::readiness`].
+#[derive(Debug, Clone)]
+pub struct TufReadiness {
+    pub ready: bool,
+    /// One object per role at risk: app, role, version, expires, seconds_left, can_sign.
+    pub expiring: Vec<serde_json::Value>,
+}
+
 /// What `keys list` shows.
 #[derive(Debug, Clone)]
 pub struct KeysReport {
@@ -798,4 +823,91 @@ pub struct KeyReport {
     pub backend: Option<Backend>,
     /// For HSM keys, the URI without its PIN.
     pub label: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use time::Duration;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::{Caller, Role};
+    use crate::{ops, Config, RawConfig, Server};
+
+    fn config(data: &Path) -> Config {
+        RawConfig { data: Some(data.to_owned()), listen: Some("127.0.0.1:0".into()), ..Default::default() }.validate().unwrap()
+    }
+
+    fn admin() -> Caller {
+        Caller { token_id: "t".into(), name: "t".into(), role: Role::Admin, apps: Arc::new(vec![]) }
+    }
+
+    async fn readyz(server: &Server) -> (u16, serde_json::Value) {
+        let req = axum::http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap();
+        let resp = crate::router(server.state().clone()).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn gauge(app: &str, role: &str) -> Option<f64> {
+        let text = crate::metrics::handle().render();
+        let prefix = format!("updraft_tuf_expiry_seconds{{app=\"{app}\",role=\"{role}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn expiry_is_exported_and_unsignable_roles_make_the_server_unready() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(config(dir.path())).await.unwrap();
+        let state = server.state();
+        let app: AppId = "expiry-demo".parse().unwrap();
+        ops::create_app(state, &admin(), &app, None).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        ops::refresh_expiring_metadata(state, now).await.unwrap();
+        let ts = gauge("expiry-demo", "timestamp").expect("gauge per app and role");
+        assert!((86_000.0..=86_400.0).contains(&ts), "{ts}");
+        assert!(gauge("expiry-demo", "root").unwrap() > 360.0 * 86_400.0);
+        assert_eq!(readyz(&server).await.0, 200);
+        assert!(state.repo.readiness(now).ready);
+
+        // The timestamp key disappears (a lost disk, an unplugged HSM): re-signing fails...
+        std::fs::remove_file(dir.path().join("keys/expiry-demo/timestamp.key")).unwrap();
+        state.repo.forget_keys(&app);
+        let later = now + Duration::hours(20);
+        assert!(ops::refresh_expiring_metadata(state, later).await.is_err());
+        // ...and with 4 of its 24 hours left the server says so, before clients would freeze.
+        let ready = state.repo.readiness(later);
+        assert!(!ready.ready);
+        assert_eq!(ready.expiring.len(), 1, "{:?}", ready.expiring);
+        assert_eq!(ready.expiring[0]["role"], "timestamp");
+        assert_eq!(ready.expiring[0]["can_sign"], false);
+        let left = gauge("expiry-demo", "timestamp").unwrap();
+        assert!((14_000.0..=14_400.0).contains(&left), "gauge counts down: {left}");
+        // Right now (real clock) it still has most of a day: ready, with the field present.
+        let (status, body) = readyz(&server).await;
+        assert_eq!((status, &body["tuf_metadata"]), (200, &serde_json::json!("ok")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn offline_root_is_not_re_signed_but_online_roles_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(config(dir.path())).await.unwrap();
+        let state = server.state();
+        let app: AppId = "offline-root".parse().unwrap();
+        ops::create_app(state, &admin(), &app, None).await.unwrap();
+        std::fs::remove_file(dir.path().join("keys/offline-root/root.key")).unwrap();
+        state.repo.forget_keys(&app);
+        // 200 days on: root is past half its year but cannot be signed here; the rest is.
+        let t = OffsetDateTime::now_utc() + Duration::days(200);
+        ops::refresh_expiring_metadata(state, t).await.unwrap();
+        let latest = |role: &'static str| async move { state.store.latest_metadata("offline-root", role).await.unwrap().unwrap().version };
+        assert_eq!((latest("root").await, latest("targets").await, latest("timestamp").await), (1, 2, 2));
+        // 300 days on, the root has under a quarter of its life left and nobody can re-sign it.
+        let t = OffsetDateTime::now_utc() + Duration::days(300);
+        let r = state.repo.readiness(t);
+        assert!(!r.ready && r.expiring.iter().any(|e| e["role"] == "root" && e["can_sign"] == false), "{:?}", r.expiring);
+    }
 }

@@ -259,3 +259,107 @@ fn offline_root_ceremony_signs_without_a_server() {
     let out = offline(&["keys", "root", "sign", junk.to_str().unwrap(), "--key", vault.join("root-a.key").to_str().unwrap()], &vault);
     assert_eq!(out.code, 4, "{out:?}");
 }
+
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const HSM_PIN: &str = "81726354";
+
+/// A SoftHSM2 configuration with one initialized token, `updraft-e2e`, in `dir`. Fails (does
+/// not skip) when SoftHSM2 is missing.
+fn softhsm(dir: &Path) -> PathBuf {
+    assert!(
+        Path::new(SOFTHSM_MODULE).exists(),
+        "SoftHSM2 is not installed ({SOFTHSM_MODULE} is missing): run scripts/ensure-softhsm.sh (apt-get install softhsm2)"
+    );
+    let tokens = dir.join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display())).unwrap();
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "updraft-e2e", "--pin", HSM_PIN, "--so-pin", "99999999"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util runs (scripts/ensure-softhsm.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    conf
+}
+
+fn hsm_env(conf: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("SOFTHSM2_CONF", conf.display().to_string()),
+        ("UPDRAFT_PKCS11_MODULE", SOFTHSM_MODULE.into()),
+        ("UPDRAFT_PKCS11_PIN", HSM_PIN.into()),
+    ]
+}
+
+fn cli_env(server: &Server, env: &[(&'static str, String)], args: &[&str]) -> Out {
+    let out = Command::new(bin())
+        .args(args)
+        .env("UPDRAFT_SERVER", &server.url)
+        .env("UPDRAFT_TOKEN", TOKEN)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn targets_signed_in_softhsm_verify_for_clients_across_restarts() {
+    let (dir, data) = scratch();
+    let conf = softhsm(dir.path());
+    let env = hsm_env(&conf);
+    let server = Server::start_with(&data, Opts { env: env.clone() });
+    server.cli(&["app", "create", "demo"]).ok();
+    let trust = pin(&server, dir.path());
+
+    // The key is generated inside the token; only its public half ever leaves it.
+    let uri = "pkcs11:token=updraft-e2e;object=targets-hsm";
+    let out = cli_env(&server, &env, &["keys", "generate", "--pkcs11", uri, "--public-out", dir.path().join("t.pub").to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v = cli_env(&server, &env, &["keys", "rotate", "demo", "--role", "targets", "--pkcs11", uri, "--json"]).ok().json();
+    let targets = &v["roles"]["targets"]["keys"];
+    assert_eq!(targets.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(targets[0]["location"], "pkcs11");
+    assert!(targets[0]["uri"].as_str().unwrap().starts_with("pkcs11:token=updraft-e2e;object=targets-hsm"), "{v}");
+    let public: Value = serde_json::from_slice(&std::fs::read(dir.path().join("t.pub")).unwrap()).unwrap();
+    assert_eq!(v["added_keys"][0].as_str().unwrap().len(), 64);
+
+    publish(&server, dir.path(), "demo", "1.1.0", "linux-x86_64", &bytes(5000, 5), &[]);
+    let state = dir.path().join("state");
+    assert_eq!(offered(&client_check(&server, &trust, &state)), "1.1.0");
+    // The targets metadata clients verified was signed by the HSM key.
+    let targets_doc: Value =
+        serde_json::from_str(&http().get(server.url("/tuf/demo/metadata/3.targets.json")).send().unwrap().text().unwrap()).unwrap();
+    let hsm_keyid = v["added_keys"][0].as_str().unwrap();
+    assert_eq!(targets_doc["signatures"][0]["keyid"], hsm_keyid, "{targets_doc}");
+    assert_eq!(public["keyval"]["public"].as_str().unwrap().len(), 64);
+
+    // After a restart the server finds the key again through its reference.
+    drop(server);
+    let server = Server::start_with(&data, Opts { env: env.clone() });
+    publish(&server, dir.path(), "demo", "1.2.0", "linux-x86_64", &bytes(5000, 6), &[]);
+    assert_eq!(offered(&client_check(&server, &trust, &state)), "1.2.0");
+
+    // The PIN is nowhere: answers, the key reference, the audit log, the server log.
+    let listed = server.cli(&["keys", "list", "demo", "--json"]).ok().stdout;
+    let audit = http().get(server.url("/v1/admin/audit?limit=1000")).bearer_auth(TOKEN).send().unwrap().text().unwrap();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+    let refs: Vec<String> = std::fs::read_dir(data.join("keys/demo"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|t| t.contains("pkcs11:"))
+        .collect();
+    assert_eq!(refs.len(), 1);
+    for h in [&listed, &audit, &log, &refs[0]] {
+        assert!(!h.contains(HSM_PIN), "the PIN leaked");
+    }
+
+    // Without the module, a clear error and exit 1.
+    let bad = vec![("SOFTHSM2_CONF", conf.display().to_string()), ("UPDRAFT_PKCS11_MODULE", "/nonexistent/libpkcs11.so".to_owned())];
+    let out = cli_env(&server, &bad, &["keys", "generate", "--pkcs11", "pkcs11:token=updraft-e2e;object=x?pin-value=1"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("pkcs11_module"), "{out:?}");
+}

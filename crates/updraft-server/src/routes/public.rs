@@ -221,13 +221,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(e) = &blobs {
         tracing::warn!(error = %e, "readiness: blob store check failed");
     }
-    let status = if db.is_ok() && blobs.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    // TUF metadata that will expire before it can be re-signed (offline keys, failing HSM).
+    let tuf = state.repo.readiness(time::OffsetDateTime::now_utc());
+    if !tuf.ready {
+        tracing::warn!(roles = ?tuf.expiring, "readiness: TUF metadata is about to expire and is not being re-signed");
+    }
+    let status = if db.is_ok() && blobs.is_ok() && tuf.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     (
         status,
-        axum::Json(
-            serde_json::json!({"status": word(status == StatusCode::OK), "database": word(db.is_ok()), "blobs": word(blobs.is_ok())}),
-        ),
+        axum::Json(serde_json::json!({
+            "status": word(status == StatusCode::OK), "database": word(db.is_ok()), "blobs": word(blobs.is_ok()),
+            "tuf_metadata": word(tuf.ready), "expiring": tuf.expiring,
+        })),
     )
         .into_response()
 }
