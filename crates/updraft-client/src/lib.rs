@@ -138,6 +138,8 @@ pub struct Client {
     client_id: String,
     meta_dir: PathBuf,
     trusted: Option<TrustedSet>,
+    /// Metadata bytes downloaded by the last refresh.
+    downloaded: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -174,7 +176,7 @@ impl Client {
             .read_timeout(cfg.limits.request_timeout)
             .build()
             .map_err(|e| ClientError::Config { reason: format!("cannot set up HTTP client: {e}") })?;
-        Ok(Client { cfg, base, http, client_id, meta_dir, trusted: None })
+        Ok(Client { cfg, base, http, client_id, meta_dir, trusted: None, downloaded: 0 })
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -191,6 +193,12 @@ impl Client {
         &self.client_id
     }
 
+    /// How many metadata bytes the last [`Client::refresh`] downloaded (cached files reused
+    /// cost nothing): what a refresh costs a device on a metered link.
+    pub fn last_refresh_bytes(&self) -> u64 {
+        self.downloaded
+    }
+
     /// The verified metadata of the last successful [`Client::refresh`].
     pub fn trusted(&self) -> Option<&TrustedSet> {
         self.trusted.as_ref()
@@ -202,6 +210,7 @@ impl Client {
     /// passes, and becomes the baseline for the next refresh.
     pub async fn refresh(&mut self) -> Result<(), ClientError> {
         self.trusted = None;
+        self.downloaded = 0;
         let now = OffsetDateTime::now_utc();
         let limits = self.cfg.limits.clone();
         let mut set = TrustedSet::new(&self.cfg.trusted_root)?;
@@ -230,6 +239,7 @@ impl Client {
                 Err(ClientError::NotFound { .. } | ClientError::Status { status: 403, .. }) => break,
                 Err(e) => return Err(e),
             };
+            self.downloaded += bytes.len() as u64;
             set.update_root(&bytes)?;
             tracing::info!(app = %self.cfg.app, version = next, "following root rotation");
             self.persist(&name, bytes).await?;
@@ -256,6 +266,7 @@ impl Client {
         }
         let url = self.metadata_url("timestamp.json");
         let bytes = http::get_metadata(&self.http, &url, RoleName::Timestamp, limits.max_timestamp_bytes, &limits).await?;
+        self.downloaded += bytes.len() as u64;
         if set.update_timestamp(&bytes, now)? == TimestampUpdate::Updated {
             self.persist("timestamp.json", bytes).await?;
         }
@@ -274,6 +285,7 @@ impl Client {
         if !current {
             let meta = set.timestamp().ok_or(TufError::OutOfOrder { reason: "no timestamp" })?.snapshot_meta()?.clone();
             let bytes = self.fetch_role(RoleName::Snapshot, meta.version, meta.length, set.root().consistent_snapshot).await?;
+            self.downloaded += bytes.len() as u64;
             set.update_snapshot(&bytes, now)?;
             self.persist("snapshot.json", bytes).await?;
         }
@@ -286,6 +298,7 @@ impl Client {
         if !cached_ok {
             let meta = set.snapshot().ok_or(TufError::OutOfOrder { reason: "no snapshot" })?.targets_meta()?.clone();
             let bytes = self.fetch_role(RoleName::Targets, meta.version, meta.length, set.root().consistent_snapshot).await?;
+            self.downloaded += bytes.len() as u64;
             set.update_targets(&bytes, now)?;
             self.persist("targets.json", bytes).await?;
         }
