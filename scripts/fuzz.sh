@@ -12,7 +12,7 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(parse_names tuf_client http_requests)
 status=0
 for t in "${TARGETS[@]}"; do
-    mkdir -p "fuzz/work/$t"
+    mkdir -p "fuzz/work/$t" "fuzz/corpus/$t"
     echo "== $t for ${SECS}s"
     # New inputs go to fuzz/work (ignored by git); fuzz/corpus holds the committed seeds.
     if cargo fuzz run --sanitizer none "$t" "fuzz/work/$t" "fuzz/corpus/$t" -- \

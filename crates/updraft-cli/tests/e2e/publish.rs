@@ -185,6 +185,8 @@ fn every_command_has_help_with_an_example() {
         &["client", "check"],
         &["client", "fetch"],
         &["client", "install"],
+        &["audit", "list"],
+        &["audit", "verify"],
     ];
     for cmd in commands {
         let mut args = cmd.to_vec();
