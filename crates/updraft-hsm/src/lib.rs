@@ -11,7 +11,7 @@
 //! use updraft_hsm::{Defaults, Pkcs11Signer};
 //! let defaults = Defaults { module: Some("/usr/lib/softhsm/libsofthsm2.so".into()), pin: Some("1234".into()) };
 //! let key = Pkcs11Signer::generate("pkcs11:token=updraft;object=targets-1", &defaults)?;
-//! let sig = key.sign(b"canonical json")?;
+//! let sig = key.sign(b"canonical json").expect("the token signs");
 //! assert!(key.public_key().verify(b"canonical json", &hex::encode(sig)));
 //! # Ok::<(), updraft_hsm::HsmError>(())
 //! ```

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use time::{Duration, OffsetDateTime};
 use updraft_client::{ClientConfig, Limits};
 use updraft_core::tuf::{self, Ed25519Signer, RolloutCustom, Root, RootKeys, Signer, TargetCustom, TargetFile, Targets};
@@ -23,6 +24,9 @@ pub struct Served {
     /// Send bodies as a chunked stream with no Content-Length, so only the client's running
     /// count can stop an endless body.
     pub chunked: bool,
+    /// Slow retrieval: send each body `drip.0` bytes at a time, waiting `drip.1` between
+    /// chunks (a server, or a man in the middle, holding the client on a trickle).
+    pub drip: Option<(usize, std::time::Duration)>,
     /// Every request: (path, Range header).
     pub log: Vec<(String, Option<String>)>,
 }
@@ -69,6 +73,14 @@ async fn serve(State(state): State<Arc<Mutex<Served>>>, uri: Uri, headers: Heade
     let Some(body) = st.files.get(&path).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some((chunk, every)) = st.drip {
+        let chunks: Vec<Vec<u8>> = body.chunks(chunk).map(<[u8]>::to_vec).collect();
+        let stream = futures_util::stream::iter(chunks).then(move |c| async move {
+            tokio::time::sleep(every).await;
+            Ok::<_, std::io::Error>(c)
+        });
+        return axum::body::Body::from_stream(stream).into_response();
+    }
     match range {
         Some(r) if !st.ignore_range => {
             let start: usize = r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse().ok()).unwrap_or(0);

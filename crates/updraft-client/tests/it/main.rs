@@ -1,7 +1,9 @@
 //! End-to-end tests of the client against a real HTTP server holding a TUF repository built
 //! in-test: the happy path and each attack the client must refuse.
 
+mod attacks;
 mod fixture;
+mod scenarios;
 
 use std::fs;
 
