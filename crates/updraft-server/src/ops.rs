@@ -270,15 +270,22 @@ pub async fn change_release(
 
 /// Re-signs metadata that is past half its lifetime (timestamp daily, and so on). Runs in the
 /// background; also at start, so a server that was down for a while comes back fresh.
+///
+/// One app that cannot be re-signed (its HSM is down, its keys are offline) does not stop the
+/// others: each app is tried, and the first failure is returned after all were.
 pub async fn refresh_expiring_metadata(state: &AppState, now: time::OffsetDateTime) -> ApiResult<usize> {
     let mut refreshed = 0;
+    let mut first_error = None;
     for app in state.store.list_apps().await? {
         let Ok(id) = app.id.parse::<AppId>() else { continue };
         let lock = state.app_lock(id.as_str());
         let _guard = lock.lock().await;
-        let releases = state.store.list_releases(id.as_str()).await?;
-        let metadata = state.repo.refresh_expiring(state.store.as_ref(), &id, &releases, now).await?;
-        if !metadata.is_empty() {
+        let result: ApiResult<bool> = async {
+            let releases = state.store.list_releases(id.as_str()).await?;
+            let metadata = state.repo.refresh_expiring(state.store.as_ref(), &id, &releases, now).await?;
+            if metadata.is_empty() {
+                return Ok(false);
+            }
             let roles: Vec<_> = metadata.iter().map(|m| serde_json::json!({"role": m.role, "version": m.version})).collect();
             let entry = AuditEntry {
                 actor: "system".into(),
@@ -288,8 +295,19 @@ pub async fn refresh_expiring_metadata(state: &AppState, now: time::OffsetDateTi
                 request_id: None,
             };
             state.store.apply(id.as_str(), &Changeset { releases: vec![], metadata, audit: Some(entry) }).await?;
-            refreshed += 1;
+            Ok(true)
+        }
+        .await;
+        match result {
+            Ok(done) => refreshed += usize::from(done),
+            Err(e) => {
+                tracing::error!(app = %id, error = %e.message, "re-signing expiring metadata failed");
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(refreshed)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(refreshed),
+    }
 }

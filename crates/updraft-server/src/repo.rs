@@ -892,6 +892,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_app_that_cannot_be_re_signed_does_not_stop_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(config(dir.path())).await.unwrap();
+        let state = server.state();
+        // "a-broken" sorts first, so the healthy app is refreshed after the failure.
+        for app in ["a-broken", "b-healthy"] {
+            ops::create_app(state, &admin(), &app.parse().unwrap(), None).await.unwrap();
+        }
+        std::fs::remove_file(dir.path().join("keys/a-broken/timestamp.key")).unwrap();
+        state.repo.forget_keys(&"a-broken".parse().unwrap());
+        let later = OffsetDateTime::now_utc() + Duration::hours(13);
+        assert!(ops::refresh_expiring_metadata(state, later).await.is_err(), "the failure is reported");
+        let ts = |app: &'static str| async move { state.store.latest_metadata(app, "timestamp").await.unwrap().unwrap().version };
+        assert_eq!((ts("a-broken").await, ts("b-healthy").await), (1, 2), "the healthy app was still re-signed");
+    }
+
+    #[tokio::test]
     async fn offline_root_is_not_re_signed_but_online_roles_are() {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(config(dir.path())).await.unwrap();

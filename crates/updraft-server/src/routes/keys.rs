@@ -1,6 +1,7 @@
 //! The key-management admin API: `GET /v1/admin/apps/{app}/keys`, `POST …/keys/rotate`,
 //! `POST …/keys/root/export`, `POST …/keys/root/import`. Wire types live here. Answers carry
-//! key ids, key types and where each key is held, never key material or PINs.
+//! key ids, key types and where each key is held, never key material or PINs. Each handler
+//! carries its `#[utoipa::path]` (tag `keys`) for the OpenAPI document.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use updraft_core::tuf::{Key, RoleName};
 use updraft_core::AppId;
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -19,14 +21,16 @@ use crate::repo::{ExportSpec, KeyChange, KeysReport, RotateSpec};
 use crate::routes::admin::RequestId;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeysInfo {
     pub app: String,
     pub root_version: u64,
+    /// `root`, `targets`, `snapshot`, `timestamp`.
+    #[schema(value_type = BTreeMap<String, RoleInfo>)]
     pub roles: BTreeMap<&'static str, RoleInfo>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RoleInfo {
     pub threshold: u32,
     /// Newest metadata version of the role, and when it expires.
@@ -37,7 +41,7 @@ pub struct RoleInfo {
     pub keys: Vec<KeyInfo>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyInfo {
     pub keyid: String,
     pub keytype: String,
@@ -48,7 +52,7 @@ pub struct KeyInfo {
     pub uri: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyChangeInfo {
     #[serde(flatten)]
     pub keys: KeysInfo,
@@ -101,16 +105,20 @@ fn role(s: &str) -> ApiResult<RoleName> {
         .map_err(|_| ApiError::bad_request("invalid_role", format!("{s:?} is not a role: root, targets, snapshot or timestamp")))
 }
 
-/// `GET /v1/admin/apps/{app}/keys`
+/// Each role's keys, threshold, where each key is held, and metadata expiry.
+#[utoipa::path(get, path = "/v1/admin/apps/{app}/keys", operation_id = "list_keys", tag = "keys",
+    params(("app" = String, Path, description = "App id")),
+    responses((status = 200, description = "The app's keys", body = KeysInfo)), security(("bearer" = [])))]
 pub async fn list_keys(State(state): State<AppState>, caller: Caller, Path(app): Path<String>) -> ApiResult<axum::Json<KeysInfo>> {
     let app: AppId = parse("invalid_app_id", &app)?;
     let report = key_ops::list_keys(&state, &caller, &app).await?;
     Ok(axum::Json(keys_info(&app, report)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeys {
+    /// `root`, `targets`, `snapshot` or `timestamp`.
     role: String,
     threshold: Option<u32>,
     /// New key files to generate on the server.
@@ -119,12 +127,18 @@ pub struct RotateKeys {
     /// HSM keys to use, as RFC 7512 URIs.
     #[serde(default)]
     pkcs11: Vec<String>,
-    /// Offline public keys (root role only).
+    /// Offline public keys (root role only), as TUF key objects.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     public_keys: Vec<Key>,
 }
 
-/// `POST /v1/admin/apps/{app}/keys/rotate`
+/// Replace one role's keys (admin): a new root version signed by the old and the new root keys.
+#[utoipa::path(post, path = "/v1/admin/apps/{app}/keys/rotate", operation_id = "rotate_keys", tag = "keys",
+    params(("app" = String, Path, description = "App id")), request_body = RotateKeys,
+    responses((status = 200, description = "Rotated", body = KeyChangeInfo),
+        (status = 502, description = "The HSM could not be used", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn rotate_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -144,11 +158,12 @@ pub async fn rotate_keys(
     Ok(axum::Json(change_info(&app, done)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRoot {
-    /// Role → its new public keys.
+    /// Role → its new public keys (TUF key objects).
     #[serde(default)]
+    #[schema(value_type = Object)]
     keys: BTreeMap<String, Vec<Key>>,
     /// Roles for which the server generates a new key file.
     #[serde(default)]
@@ -157,7 +172,10 @@ pub struct ExportRoot {
     thresholds: BTreeMap<String, u32>,
 }
 
-/// `POST /v1/admin/apps/{app}/keys/root/export`: the unsigned next root.
+/// The unsigned next root version, for an offline signing ceremony (admin).
+#[utoipa::path(post, path = "/v1/admin/apps/{app}/keys/root/export", operation_id = "export_root", tag = "keys",
+    params(("app" = String, Path, description = "App id")), request_body = ExportRoot,
+    responses((status = 200, description = "`{\"signatures\": [], \"signed\": {root}}`", body = Object)), security(("bearer" = [])))]
 pub async fn export_root(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,7 +193,10 @@ pub async fn export_root(
     Ok(([(header::CONTENT_TYPE, "application/json")], doc).into_response())
 }
 
-/// `POST /v1/admin/apps/{app}/keys/root/import`: body is the signed root document.
+/// Publish a root signed offline (admin); checked against both thresholds like a client would.
+#[utoipa::path(post, path = "/v1/admin/apps/{app}/keys/root/import", operation_id = "import_root", tag = "keys",
+    params(("app" = String, Path, description = "App id")), request_body = Object,
+    responses((status = 200, description = "Published", body = KeyChangeInfo)), security(("bearer" = [])))]
 pub async fn import_root(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,4 +209,27 @@ pub async fn import_root(
     let doc = serde_json::to_vec(&body).map_err(|e| ApiError::bad_request("invalid_root", e.to_string()))?;
     let done = key_ops::import_root(&state, &caller, &app, &doc, rid.as_deref()).await?;
     Ok(axum::Json(change_info(&app, done)))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn key_operations_are_documented() {
+        #[derive(OpenApi)]
+        #[openapi(paths(super::list_keys, super::rotate_keys, super::export_root, super::import_root))]
+        struct KeysDoc;
+        let doc = serde_json::to_value(KeysDoc::openapi()).unwrap();
+        for (path, method, id) in [
+            ("/v1/admin/apps/{app}/keys", "get", "list_keys"),
+            ("/v1/admin/apps/{app}/keys/rotate", "post", "rotate_keys"),
+            ("/v1/admin/apps/{app}/keys/root/export", "post", "export_root"),
+            ("/v1/admin/apps/{app}/keys/root/import", "post", "import_root"),
+        ] {
+            assert_eq!(doc["paths"][path][method]["operationId"], id, "{path}");
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["KeysInfo"].is_object() && schemas["RotateKeys"].is_object(), "{schemas}");
+    }
 }
