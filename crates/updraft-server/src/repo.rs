@@ -891,6 +891,42 @@ mod tests {
         assert_eq!((status, &body["tuf_metadata"]), (200, &serde_json::json!("ok")), "{body}");
     }
 
+    /// A rotation whose commit never happens (the process dies after the new key files are
+    /// written and the new root is signed) leaves the old keys in force: after a restart the
+    /// server signs with them, clients verify, and the orphaned key file is inert.
+    #[tokio::test]
+    async fn a_rotation_that_never_commits_leaves_the_old_keys_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let app: AppId = "crashy".parse().unwrap();
+        let spec = RotateSpec { role: RoleName::Targets, threshold: None, generate: 1, pkcs11: vec![], public_keys: vec![] };
+        let before = {
+            let server = Server::start(config(dir.path())).await.unwrap();
+            let state = server.state();
+            ops::create_app(state, &admin(), &app, None).await.unwrap();
+            let before = state.repo.describe(state.store.as_ref(), &app).await.unwrap();
+            let releases = state.store.list_releases("crashy").await.unwrap();
+            let change = state.repo.rotate_keys(state.store.as_ref(), &app, &releases, &spec).await.unwrap();
+            assert_eq!(change.added.len(), 1);
+            // "Crash": the change is dropped instead of committed.
+            before
+        };
+        assert_eq!(std::fs::read_dir(dir.path().join("keys/crashy")).unwrap().count(), 5, "the new key file was written");
+
+        let server = Server::start(config(dir.path())).await.unwrap();
+        let state = server.state();
+        let after = state.repo.describe(state.store.as_ref(), &app).await.unwrap();
+        assert_eq!(after.root_version, 1);
+        let ids = |r: &KeysReport| r.roles.iter().map(|r| r.keys.iter().map(|k| k.keyid.clone()).collect::<Vec<_>>()).collect::<Vec<_>>();
+        assert_eq!(ids(&after), ids(&before), "the old keys are the keys");
+        // Signing still works with the old targets key, and verifies from root v1.
+        let set = state.repo.sign_targets_change(state.store.as_ref(), &app, &[]).await.unwrap();
+        let root = state.store.get_metadata("crashy", "root", 1).await.unwrap().unwrap();
+        verify_chain_at(&root.body, &set, OffsetDateTime::now_utc()).unwrap();
+        // A later rotation commits normally and removes the orphan along with the retired key.
+        crate::key_ops::rotate_keys(state, &admin(), &app, &spec, None).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("keys/crashy")).unwrap().count(), 4);
+    }
+
     #[tokio::test]
     async fn one_app_that_cannot_be_re_signed_does_not_stop_the_others() {
         let dir = tempfile::tempdir().unwrap();

@@ -357,6 +357,30 @@ fn targets_signed_in_softhsm_verify_for_clients_across_restarts() {
         assert!(!h.contains(HSM_PIN), "the PIN leaked");
     }
 
+    // The offline root can live in an HSM too: the ceremony signs with a `pkcs11:` key, and
+    // the server never holds a reference to it.
+    let root_pub = dir.path().join("root-hsm.pub");
+    let out = cli_env(
+        &server,
+        &env,
+        &["keys", "generate", "--pkcs11", "pkcs11:token=updraft-e2e;object=root-hsm", "--public-out", root_pub.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let next = dir.path().join("next.root.json");
+    let keys_arg = format!("root={}", root_pub.display());
+    server.cli(&["keys", "root", "export", "demo", "--keys", &keys_arg, "--out", next.to_str().unwrap()]).ok();
+    let mut offline_env = env.clone();
+    offline_env.push(("UPDRAFT_SERVER", "http://127.0.0.1:9".into()));
+    let out = cli_env(
+        &server,
+        &offline_env,
+        &["keys", "root", "sign", next.to_str().unwrap(), "--key", "pkcs11:token=updraft-e2e;object=root-hsm"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let v = server.cli(&["keys", "root", "import", "demo", next.to_str().unwrap(), "--json"]).ok().json();
+    assert_eq!(v["roles"]["root"]["keys"][0]["location"], "offline", "{v}");
+    assert_eq!(offered(&client_check(&server, &trust, &dir.path().join("after-root-move"))), "1.2.0");
+
     // Without the module, a clear error and exit 1.
     let bad = vec![("SOFTHSM2_CONF", conf.display().to_string()), ("UPDRAFT_PKCS11_MODULE", "/nonexistent/libpkcs11.so".to_owned())];
     let out = cli_env(&server, &bad, &["keys", "generate", "--pkcs11", "pkcs11:token=updraft-e2e;object=x?pin-value=1"]);
