@@ -353,6 +353,11 @@ fn targets_signed_in_softhsm_verify_for_clients_across_restarts() {
         .filter(|t| t.contains("pkcs11:"))
         .collect();
     assert_eq!(refs.len(), 1);
+    for e in std::fs::read_dir(data.join("keys/demo")).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = e.unwrap().path();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{p:?}");
+    }
     for h in [&listed, &audit, &log, &refs[0]] {
         assert!(!h.contains(HSM_PIN), "the PIN leaked");
     }
@@ -386,4 +391,54 @@ fn targets_signed_in_softhsm_verify_for_clients_across_restarts() {
     let out = cli_env(&server, &bad, &["keys", "generate", "--pkcs11", "pkcs11:token=updraft-e2e;object=x?pin-value=1"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("pkcs11_module"), "{out:?}");
+}
+
+#[test]
+fn bad_key_requests_get_clear_stable_errors_and_change_nothing() {
+    let (_dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    let http = http();
+    let pubkey = serde_json::json!({"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"}});
+    let check = |path: &str, body: serde_json::Value, status: u16, code: &str| {
+        let resp = http.post(server.url(&format!("/v1/admin/apps/demo/keys/{path}"))).bearer_auth(TOKEN).json(&body).send().unwrap();
+        let got = resp.status().as_u16();
+        let v: Value = resp.json().unwrap();
+        assert_eq!((got, v["error"]["code"].as_str().unwrap_or("")), (status, code), "{path} {body}: {v}");
+    };
+    check("rotate", serde_json::json!({"role": "owner", "generate": 1}), 400, "invalid_role");
+    check("rotate", serde_json::json!({"role": "targets"}), 400, "no_keys");
+    check("rotate", serde_json::json!({"role": "targets", "generate": 1, "threshold": 0}), 400, "invalid_threshold");
+    check("rotate", serde_json::json!({"role": "targets", "generate": 99}), 400, "too_many_keys");
+    check("rotate", serde_json::json!({"role": "targets", "public_keys": [pubkey]}), 400, "offline_online_role");
+    check(
+        "rotate",
+        serde_json::json!({"role": "root", "public_keys": [{"keytype": "rsa", "scheme": "x", "keyval": {"public": "00"}}]}),
+        400,
+        "invalid_key",
+    );
+    check("rotate", serde_json::json!({"role": "targets", "pkcs11": ["pkcs11:token=x"]}), 400, "invalid_pkcs11_uri");
+    check("rotate", serde_json::json!({"role": "targets", "generate": 1, "colour": "red"}), 400, "invalid_body");
+    check("root/export", serde_json::json!({"thresholds": {"root": 5}}), 400, "invalid_threshold");
+    check("root/import", serde_json::json!({"signatures": [], "signed": {"_type": "root"}}), 400, "invalid_root");
+    check("root/import", serde_json::json!([1, 2]), 400, "invalid_root");
+    let resp = http
+        .post(server.url("/v1/admin/apps/demo/keys/root/import"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http
+        .post(server.url("/v1/admin/apps/nope/keys/rotate"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"role": "root", "generate": 1}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // None of it changed anything, and no stray key files were left behind.
+    let v = server.cli(&["keys", "list", "demo", "--json"]).ok().json();
+    assert_eq!(v["root_version"], 1);
+    assert_eq!(std::fs::read_dir(data.join("keys/demo")).unwrap().count(), 4);
 }
