@@ -62,6 +62,11 @@ impl From<RepoError> for ApiError {
                 format!("{e}: sign the new root offline (updraft keys root export / sign / import)"),
             ),
             RepoError::KeysOffline { .. } => ApiError::conflict("keys_offline", e.to_string()),
+            // Only HSM signers can fail to sign (in-memory ed25519 cannot).
+            RepoError::Tuf(TufError::Signing { reason }) => {
+                tracing::error!(error = %reason, "HSM signing failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, "hsm_unavailable", "the HSM could not sign; the server log has the details")
+            }
             RepoError::Refused { code, message } => ApiError::bad_request(code, message),
             RepoError::Hsm { source, .. } => match source {
                 updraft_hsm::HsmError::InvalidUri { .. }
@@ -925,6 +930,17 @@ mod tests {
         // A later rotation commits normally and removes the orphan along with the retired key.
         crate::key_ops::rotate_keys(state, &admin(), &app, &spec, None).await.unwrap();
         assert_eq!(std::fs::read_dir(dir.path().join("keys/crashy")).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn hsm_failures_are_bad_gateway_without_details_and_offline_keys_conflict() {
+        let e: ApiError = RepoError::Tuf(TufError::Signing { reason: "C_Sign failed for pkcs11:token=t".into() }).into();
+        assert_eq!((e.status.as_u16(), e.code), (502, "hsm_unavailable"));
+        assert!(!e.message.contains("pkcs11:"), "{}", e.message);
+        let e: ApiError = RepoError::KeysOffline { role: RoleName::Root, held: 0, threshold: 2 }.into();
+        assert_eq!((e.status.as_u16(), e.code), (409, "root_keys_offline"));
+        let e: ApiError = RepoError::KeysOffline { role: RoleName::Timestamp, held: 0, threshold: 1 }.into();
+        assert_eq!((e.status.as_u16(), e.code), (409, "keys_offline"));
     }
 
     #[tokio::test]
