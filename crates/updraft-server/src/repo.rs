@@ -960,6 +960,36 @@ mod tests {
         assert_eq!((ts("a-broken").await, ts("b-healthy").await), (1, 2), "the healthy app was still re-signed");
     }
 
+    /// The HTTP path: `/readyz` answers 503 and names the role when, right now, a timestamp
+    /// that cannot be re-signed is about to expire.
+    #[tokio::test]
+    async fn readyz_is_503_while_unsignable_metadata_is_about_to_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(config(dir.path())).await.unwrap();
+        let state = server.state();
+        let app: AppId = "soon".parse().unwrap();
+        ops::create_app(state, &admin(), &app, None).await.unwrap();
+        // A timestamp that expires in 30 seconds, signed with the app's real key (as if the
+        // server had been configured with a very short lifetime).
+        let short = Repo::new(dir.path(), None, Lifetimes { timestamp: 30, ..state.config.lifetimes });
+        let l = Repo::latest(state.store.as_ref(), &app).await.unwrap();
+        let root = Repo::parse_root(&l.root).unwrap();
+        let keys = short.keystore(&app).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ts = short.sign_timestamp(&keys, &root, &l.snapshot.body, l.snapshot.version, 2, now).unwrap();
+        state.store.apply("soon", &updraft_store::Changeset { releases: vec![], metadata: vec![ts], audit: None }).await.unwrap();
+        // The key is gone, so the background job cannot re-sign it.
+        std::fs::remove_file(dir.path().join("keys/soon/timestamp.key")).unwrap();
+        state.repo.forget_keys(&app);
+        assert!(ops::refresh_expiring_metadata(state, now).await.is_err());
+        let (status, body) = readyz(&server).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["tuf_metadata"], "failing");
+        assert_eq!(body["expiring"][0]["app"], "soon");
+        assert_eq!(body["expiring"][0]["role"], "timestamp");
+        assert!(body["expiring"][0]["seconds_left"].as_i64().unwrap() <= 30, "{body}");
+    }
+
     #[tokio::test]
     async fn offline_root_is_not_re_signed_but_online_roles_are() {
         let dir = tempfile::tempdir().unwrap();
