@@ -206,6 +206,24 @@ mod tests {
         assert_eq!(p.pin_source, Some(PathBuf::from("/run/pin")));
     }
 
+    proptest::proptest! {
+        /// Printing and parsing again gives the same key name, whatever bytes the attributes
+        /// hold (percent-encoding round-trips), and parsing never panics on arbitrary input.
+        #[test]
+        fn display_round_trips(
+            token in proptest::option::of("[ -~]{1,12}"),
+            object in "[ -~\u{e9}]{1,16}",
+            id in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 1..8)),
+            slot in proptest::option::of(0u64..1000),
+            junk in "[ -~]{0,40}",
+        ) {
+            let u = Pkcs11Uri { token, serial: None, slot_id: slot, object: Some(object), id, module_path: None, pin_source: None, pin_value: None };
+            let back = Pkcs11Uri::parse(&u.to_string()).unwrap();
+            proptest::prop_assert_eq!(back, u);
+            let _ = Pkcs11Uri::parse(&format!("pkcs11:{junk}"));
+        }
+    }
+
     #[test]
     fn refuses_what_it_does_not_understand() {
         for bad in [
