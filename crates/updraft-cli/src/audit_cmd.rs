@@ -37,20 +37,46 @@ pub enum AuditCmd {
     },
 }
 
-fn fields(e: &Value) -> anyhow::Result<(String, String, String, String, String, Option<String>, String, Option<String>)> {
-    let s = |k: &str| e[k].as_str().map(str::to_owned).ok_or_else(|| coded(TAMPERED, format!("audit event without {k}: {e}")));
-    // The detail is stored as the JSON text of the event; serde_json writes it back the same.
-    let detail = serde_json::to_string(&e["detail"])?;
-    Ok((
-        s("prev_hash")?,
-        s("hash")?,
-        s("at")?,
-        s("actor")?,
-        s("action")?,
-        e["app"].as_str().map(str::to_owned),
-        detail,
-        e["request_id"].as_str().map(str::to_owned),
-    ))
+/// One event's stored fields, as the API returns them.
+struct Event {
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+    at: String,
+    actor: String,
+    action: String,
+    app: Option<String>,
+    detail: String,
+    request_id: Option<String>,
+}
+
+impl Event {
+    fn parse(e: &Value) -> anyhow::Result<Event> {
+        let s = |k: &str| e[k].as_str().map(str::to_owned).ok_or_else(|| coded(TAMPERED, format!("audit event without {k}: {e}")));
+        Ok(Event {
+            seq: e["seq"].as_i64().unwrap_or(-1),
+            prev_hash: s("prev_hash")?,
+            hash: s("hash")?,
+            at: s("at")?,
+            actor: s("actor")?,
+            action: s("action")?,
+            app: e["app"].as_str().map(str::to_owned),
+            // The detail is stored as the JSON text of the event; serde_json writes it back the same.
+            detail: serde_json::to_string(&e["detail"])?,
+            request_id: e["request_id"].as_str().map(str::to_owned),
+        })
+    }
+
+    fn fields(&self) -> EventFields<'_> {
+        EventFields {
+            at: &self.at,
+            actor: &self.actor,
+            action: &self.action,
+            app: self.app.as_deref(),
+            detail: &self.detail,
+            request_id: self.request_id.as_deref(),
+        }
+    }
 }
 
 pub async fn run(cmd: AuditCmd) -> anyhow::Result<i32> {
@@ -86,16 +112,8 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<i32> {
             loop {
                 let page = api.get(&format!("/audit?after={after}&limit=1000")).await?;
                 let events = page["events"].as_array().cloned().unwrap_or_default();
-                let owned: Vec<(i64, _)> =
-                    events.iter().map(|e| Ok((e["seq"].as_i64().unwrap_or(-1), fields(e)?))).collect::<anyhow::Result<_>>()?;
-                let chain = owned.iter().map(|(seq, (prev, hash, at, actor, action, app, detail, rid))| {
-                    (
-                        *seq,
-                        prev.as_str(),
-                        hash.as_str(),
-                        EventFields { at, actor, action, app: app.as_deref(), detail, request_id: rid.as_deref() },
-                    )
-                });
+                let owned: Vec<Event> = events.iter().map(Event::parse).collect::<anyhow::Result<_>>()?;
+                let chain = owned.iter().map(|e| (e.seq, e.prev_hash.as_str(), e.hash.as_str(), e.fields()));
                 head = match verify_chain(&head, chain) {
                     Ok(h) => h,
                     Err(ChainBreak::Hash { seq }) => {

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, public};
+use crate::routes::{admin, keys, public};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use crate::routes::{admin, public};
         admin::set_rollout, admin::pause_rollout, admin::resume_rollout, admin::yank_release,
         admin::create_token, admin::list_tokens, admin::revoke_token,
         admin::list_audit,
+        keys::list_keys, keys::rotate_keys, keys::export_root, keys::import_root,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -29,6 +30,7 @@ use crate::routes::{admin, public};
         (name = "operations", description = "Probes and metrics"),
         (name = "apps"), (name = "uploads", description = "Resumable artifact uploads"), (name = "releases"),
         (name = "rollouts"), (name = "tokens"), (name = "audit"),
+        (name = "keys", description = "TUF signing keys: thresholds, rotation, the offline root ceremony"),
     )
 )]
 pub struct ApiDoc;

@@ -106,6 +106,12 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
     let expired = create_token(&http, &server, json!({"role": "admin", "expires_at": "2020-01-01T00:00:00Z"})).1;
     let (victim_id, _) = create_token(&http, &server, json!({"role": "viewer"}));
 
+    // A next root, exported through the offline ceremony, for import_root (the server adds
+    // its own root keys' signatures on import).
+    let next_root = dir.path().join("next.root.json");
+    server.cli(&["keys", "root", "export", "demo", "--generate", "snapshot", "--out", next_root.to_str().unwrap()]).ok();
+    let next_root: Value = serde_json::from_slice(&std::fs::read(&next_root).unwrap()).unwrap();
+
     // Resources the right tokens act on.
     let publisher = right["publisher"].clone();
     let u_append = upload(&http, &server, &publisher, 5, &[]);
@@ -135,6 +141,16 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
     ops.insert("create_token", op("admin", Scope::Global, Method::POST, "/v1/admin/tokens", Some(json!({"role": "viewer"})), 201));
     ops.insert("list_tokens", op("admin", Scope::Global, Method::GET, "/v1/admin/tokens", None, 200));
     ops.insert("revoke_token", op("admin", Scope::Global, Method::DELETE, format!("/v1/admin/tokens/{victim_id}"), None, 204));
+    ops.insert("list_keys", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/keys", None, 200));
+    ops.insert(
+        "rotate_keys",
+        op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/keys/rotate", Some(json!({"role": "timestamp", "generate": 1})), 200),
+    );
+    ops.insert(
+        "export_root",
+        op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/keys/root/export", Some(json!({"generate": ["targets"]})), 200),
+    );
+    ops.insert("import_root", op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/keys/root/import", Some(next_root), 200));
     ops.insert("list_audit", op("viewer", Scope::App, Method::GET, "/v1/admin/audit?app=demo", None, 200));
 
     // The operations, from the document the server serves.
