@@ -34,6 +34,10 @@ pub struct RawConfig {
     pub auth_failure_rate_limit: Option<u64>,
     /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
     pub trust_forwarded_for: Option<bool>,
+    /// PKCS#11 module for `pkcs11:` key URIs that do not name one.
+    pub pkcs11_module: Option<PathBuf>,
+    /// PIN for `pkcs11:` key URIs that carry none.
+    pub pkcs11_pin: Option<String>,
 }
 
 /// A configuration problem, naming where the value came from and which field.
@@ -101,6 +105,8 @@ impl RawConfig {
             public_url: get("UPDRAFT_PUBLIC_URL"),
             bootstrap_token: get("UPDRAFT_BOOTSTRAP_TOKEN"),
             key_passphrase: get("UPDRAFT_KEY_PASSPHRASE"),
+            pkcs11_module: get("UPDRAFT_PKCS11_MODULE").filter(|m| !m.is_empty()).map(PathBuf::from),
+            pkcs11_pin: get("UPDRAFT_PKCS11_PIN"),
         };
         if errors.is_empty() {
             Ok(raw)
@@ -129,6 +135,8 @@ impl RawConfig {
             admin_rate_limit: self.admin_rate_limit.or(lower.admin_rate_limit),
             auth_failure_rate_limit: self.auth_failure_rate_limit.or(lower.auth_failure_rate_limit),
             trust_forwarded_for: self.trust_forwarded_for.or(lower.trust_forwarded_for),
+            pkcs11_module: self.pkcs11_module.or(lower.pkcs11_module),
+            pkcs11_pin: self.pkcs11_pin.or(lower.pkcs11_pin),
         }
     }
 
@@ -191,6 +199,8 @@ impl RawConfig {
             admin_rate_limit: self.admin_rate_limit.unwrap_or(20),
             auth_failure_rate_limit: self.auth_failure_rate_limit.unwrap_or(5),
             trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
+            pkcs11_module: self.pkcs11_module,
+            pkcs11_pin: self.pkcs11_pin.filter(|p| !p.is_empty()),
         };
         if errors.is_empty() {
             Ok(config)
@@ -227,6 +237,8 @@ pub struct Config {
     pub admin_rate_limit: u64,
     pub auth_failure_rate_limit: u64,
     pub trust_forwarded_for: bool,
+    pub pkcs11_module: Option<PathBuf>,
+    pub pkcs11_pin: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -239,6 +251,8 @@ impl std::fmt::Debug for Config {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("bootstrap_token", &self.bootstrap_token.as_ref().map(|_| "<set>"))
             .field("key_passphrase", &self.key_passphrase.as_ref().map(|_| "<set>"))
+            .field("pkcs11_module", &self.pkcs11_module)
+            .field("pkcs11_pin", &self.pkcs11_pin.as_ref().map(|_| "<set>"))
             .field("lifetimes", &self.lifetimes)
             .finish_non_exhaustive()
     }

@@ -117,7 +117,8 @@ impl Server {
         store.migrate().await?;
         let store: Arc<dyn MetaStore> = Arc::new(store);
         let blobs = BlobStore::open(&data.join("blobs")).await?;
-        let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes);
+        let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
+            .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() });
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;

@@ -178,12 +178,9 @@ struct Latest {
 }
 
 impl Repo {
-    /// PKCS#11 defaults come from `UPDRAFT_PKCS11_MODULE` and `UPDRAFT_PKCS11_PIN`.
+    /// A repository service with no PKCS#11 defaults; see [`Repo::with_pkcs11`].
     pub fn new(data_dir: &Path, passphrase: Option<String>, lifetimes: Lifetimes) -> Self {
-        let pkcs11 = Pkcs11Defaults {
-            module: std::env::var_os("UPDRAFT_PKCS11_MODULE").filter(|m| !m.is_empty()).map(PathBuf::from),
-            pin: std::env::var("UPDRAFT_PKCS11_PIN").ok().filter(|p| !p.is_empty()),
-        };
+        let pkcs11 = Pkcs11Defaults::default();
         Repo {
             data_dir: data_dir.to_owned(),
             passphrase,
@@ -192,6 +189,12 @@ impl Repo {
             stores: Mutex::new(HashMap::new()),
             expiry: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The PKCS#11 module and PIN used for `pkcs11:` URIs that name neither.
+    pub fn with_pkcs11(mut self, defaults: Pkcs11Defaults) -> Self {
+        self.pkcs11 = defaults;
+        self
     }
 
     fn key_dir(&self, app: &AppId) -> PathBuf {
