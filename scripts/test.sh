@@ -39,3 +39,6 @@ fi
 
 echo "== schemathesis (property-based API testing against a live server)"
 bash scripts/schemathesis.sh
+
+echo "== perf gate (instructions and allocations per update check under callgrind vs benches/baseline)"
+bash scripts/perf-gate.sh

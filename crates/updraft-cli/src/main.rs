@@ -8,6 +8,7 @@ mod client_cmd;
 mod exit;
 mod keys_cmd;
 mod serve;
+mod slo;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,9 @@ enum Command {
     /// Check for, download and install updates, verified with TUF.
     #[command(subcommand)]
     Client(client_cmd::ClientCmd),
+    /// Check benchmark results against service-level objectives.
+    #[command(subcommand)]
+    Slo(slo::SloCmd),
 }
 
 fn main() {
@@ -70,6 +74,7 @@ fn main() {
             Command::Audit(cmd) => audit_cmd::run(cmd).await,
             Command::Client(cmd) => client_cmd::run(cmd).await,
             Command::Keys(cmd) => keys_cmd::run(cmd).await,
+            Command::Slo(cmd) => slo::run(cmd),
         }
     });
     let code = match result {
