@@ -94,7 +94,20 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server gracefully (so an instrumented binary writes its coverage data), and
+    /// kills it if it has not exited within 10 seconds.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        self.sigterm();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
