@@ -126,6 +126,14 @@ fn progress_bar(json: bool, label: String) -> ProgressBar {
     ProgressBar::new(0).with_style(style).with_message(label)
 }
 
+/// A download progress callback that moves `bar`.
+fn follow(bar: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
+    |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+}
+
 /// Checks; prints "no update" and returns `None` when there is nothing for this install.
 async fn check(client: &mut Client, json: bool) -> anyhow::Result<Option<Update>> {
     let update = client.check().await.map_err(client_err)?;
@@ -155,13 +163,7 @@ pub async fn run(cmd: ClientCmd) -> anyhow::Result<i32> {
             let mut client = build(&common)?;
             let Some(u) = check(&mut client, common.json).await? else { return Ok(NO_UPDATE) };
             let bar = progress_bar(common.json, format!("{}", u.version));
-            client
-                .fetch(&u, &out, |done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                })
-                .await
-                .map_err(client_err)?;
+            client.fetch(&u, &out, follow(&bar)).await.map_err(client_err)?;
             bar.finish();
             if common.json {
                 println!("{}", json!({ "update": describe(&u), "path": out }));
@@ -188,13 +190,7 @@ pub async fn run(cmd: ClientCmd) -> anyhow::Result<i32> {
             }
             let Some(u) = check(&mut client, common.json).await? else { return Ok(NO_UPDATE) };
             let bar = progress_bar(common.json, format!("{}", u.version));
-            let record = client
-                .install(&u, &target, |done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                })
-                .await
-                .map_err(client_err)?;
+            let record = client.install(&u, &target, follow(&bar)).await.map_err(client_err)?;
             bar.finish();
             if common.json {
                 println!(

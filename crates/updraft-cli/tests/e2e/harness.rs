@@ -194,3 +194,15 @@ pub fn publish(
     args.extend_from_slice(extra);
     server.cli(&args).ok().json()
 }
+
+/// The newest signed targets metadata of an app, found as a client would: timestamp →
+/// snapshot → targets (unverified: tests that need verification use the client).
+pub fn latest_targets(server: &Server, app: &str) -> serde_json::Value {
+    let http = http();
+    let get = |file: String| -> serde_json::Value {
+        http.get(server.url(&format!("/tuf/{app}/metadata/{file}"))).send().unwrap().json().unwrap()
+    };
+    let ts = get("timestamp.json".into());
+    let snapshot = get(format!("{}.snapshot.json", ts["signed"]["meta"]["snapshot.json"]["version"]));
+    get(format!("{}.targets.json", snapshot["signed"]["meta"]["targets.json"]["version"]))
+}

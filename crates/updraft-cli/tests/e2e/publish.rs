@@ -100,11 +100,7 @@ fn yanked_release_is_withdrawn_and_older_one_offered() {
     assert_eq!(check("1.1.0"), None);
     // Its blob is no longer downloadable, and it is gone from signed targets.
     assert_eq!(http.get(server.url(&format!("/v1/blobs/{}", sha256_hex(&bad)))).send().unwrap().status(), 404);
-    let ts: serde_json::Value = http.get(server.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
-    let sv = ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap();
-    let snap: serde_json::Value = http.get(server.url(&format!("/tuf/demo/metadata/{sv}.snapshot.json"))).send().unwrap().json().unwrap();
-    let tv = snap["signed"]["meta"]["targets.json"]["version"].as_u64().unwrap();
-    let targets: serde_json::Value = http.get(server.url(&format!("/tuf/demo/metadata/{tv}.targets.json"))).send().unwrap().json().unwrap();
+    let targets = latest_targets(&server, "demo");
     let names: Vec<&String> = targets["signed"]["targets"].as_object().unwrap().keys().collect();
     assert_eq!(names, vec!["1.1.0/linux-x86_64/demo-1.1.0-linux-x86_64.bin"]);
     // Yanking twice is a clear conflict, exit code 6.

@@ -49,11 +49,7 @@ fn rollout_share_is_accurate_and_raising_it_keeps_every_offer() {
     assert_eq!(offered(&server, &http, &clients[..200]), at50[..200].to_vec());
 
     // The same decision is signed into the TUF targets (our client decides from it).
-    let ts: serde_json::Value = http.get(server.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
-    let sv = ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap();
-    let snap: serde_json::Value = http.get(server.url(&format!("/tuf/demo/metadata/{sv}.snapshot.json"))).send().unwrap().json().unwrap();
-    let tv = snap["signed"]["meta"]["targets.json"]["version"].as_u64().unwrap();
-    let targets: serde_json::Value = http.get(server.url(&format!("/tuf/demo/metadata/{tv}.targets.json"))).send().unwrap().json().unwrap();
+    let targets = latest_targets(&server, "demo");
     let custom = &targets["signed"]["targets"]["1.1.0/linux-x86_64/demo-1.1.0-linux-x86_64.bin"]["custom"];
     assert_eq!(custom["rollout"]["basis_points"], 5000);
     assert_eq!(custom["rollout"]["paused"], false);
