@@ -503,6 +503,13 @@ impl Bench {
             let get = |n: usize, k: &str| check.get(&format!("releases_{n}")).and_then(|c| c["updraft"][k].as_f64());
             let rps = (get(*first, "rps"), get(*last, "rps"));
             let cpu = (get(*first, "cpu_us_per_req"), get(*last, "cpu_us_per_req"));
+            // Throughput relative to nginx in the same rounds: the machine's state drifts
+            // between stages (everything slows down together on a shared machine), the ratio
+            // does not.
+            let ratio = |n: usize| check.get(&format!("releases_{n}")).and_then(|c| c["ratio_vs_nginx"].as_f64());
+            if let (Some(a), Some(b)) = (ratio(*first), ratio(*last)) {
+                check.insert("flat_ratio_drop_pct".into(), json!(round2((a - b) / a * 100.0)));
+            }
             if let (Some(a), Some(b)) = rps {
                 check.insert("flat_rps_drop_pct".into(), json!(round2((a - b) / a * 100.0)));
             }
@@ -831,8 +838,9 @@ fn summary(doc: &Value) -> String {
             ));
         }
         out.push_str(&format!(
-            "  flatness {:?}: req/s drop {}%, CPU/req rise {}%\n",
+            "  flatness {}: drop of the ratio to nginx {}% (raw req/s drop {}%, CPU/req rise {}%)\n",
             check.get("flat_between").map(|v| v.to_string()).unwrap_or_default(),
+            f(&check.get("flat_ratio_drop_pct").cloned().unwrap_or_default()),
             f(&check.get("flat_rps_drop_pct").cloned().unwrap_or_default()),
             f(&check.get("flat_cpu_rise_pct").cloned().unwrap_or_default()),
         ));
