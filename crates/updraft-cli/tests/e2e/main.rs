@@ -12,3 +12,4 @@ mod keys;
 mod publish;
 mod rollout;
 mod security;
+mod slo;
