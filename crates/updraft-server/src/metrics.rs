@@ -148,6 +148,9 @@ fn record(route: &str, method: &Method, status: u16, elapsed_ns: u64) {
         match entry.counters.iter().find(|(m, s, _)| m == method && *s == status) {
             Some((_, _, c)) => c.increment(1),
             None => {
+                // Register only with the real recorder installed: a handle taken before it would
+                // stay a no-op in this thread's cache.
+                handle();
                 let c = metrics::counter!(
                     "updraft_http_requests_total",
                     "route" => route.to_owned(),
