@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "updraft", version, about = "Updraft: signed releases, staged rollouts and verified updates.")]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no update available, 4 verification refused, 5 server unreachable or failing, 6 request refused by the server."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 no update available, 4 verification refused, 5 server unreachable or failing, 6 request refused by the server, 7 an objective not met (slo check)."
 )]
 struct Cli {
     #[command(subcommand)]

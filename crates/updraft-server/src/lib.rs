@@ -35,7 +35,7 @@ use std::time::Duration;
 use axum::http::{HeaderName, StatusCode};
 use axum::routing::{get, patch, post, put};
 use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use config::{Config, RawConfig};
 use error::ApiError;
@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apps/{app}/keys/root/export", post(routes::keys::export_root))
         .route("/apps/{app}/keys/root/import", post(routes::keys::import_root))
         .layer(axum::extract::DefaultBodyLimit::max(json_limit));
-    Router::new()
+    let inner = Router::new()
         .route("/v1/update/{app}/{channel}/{platform}", get(routes::public::check_update))
         .route("/v1/blobs/{sha256}", get(routes::public::get_blob))
         .route("/tuf/{app}/metadata/{file}", get(routes::public::get_metadata))
@@ -101,12 +101,17 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn(metrics::track_requests))
-        .layer(axum::middleware::from_fn(scope_request_id))
+        .with_state(state.clone());
+    // Middleware for every request wraps the router once, instead of each route (which clones
+    // the boxed layer stack on every request).
+    let svc = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, CounterRequestId))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(scope_request_id))
+        .layer(axum::middleware::from_fn_with_state(state, guard))
+        .service(inner);
+    Router::new().fallback_service(svc)
 }
 
 impl Server {
@@ -249,4 +254,34 @@ async fn maintenance_loop(state: AppState, mut stop: tokio::sync::watch::Receive
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Request ids without a system call per request: a random per-process prefix and a counter.
+#[derive(Clone, Copy)]
+struct CounterRequestId;
+
+impl tower_http::request_id::MakeRequestId for CounterRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut b = [0u8; 8];
+            let _ = getrandom::getrandom(&mut b);
+            u64::from_le_bytes(b)
+        });
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut buf = [0u8; 33];
+        let text = format_id(prefix, n, &mut buf);
+        axum::http::HeaderValue::from_str(text).ok().map(tower_http::request_id::RequestId::new)
+    }
+}
+
+fn format_id(prefix: u64, n: u64, buf: &mut [u8; 33]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in 0..16 {
+        buf[i] = HEX[((prefix >> (60 - 4 * i)) & 0xf) as usize];
+        buf[17 + i] = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    buf[16] = b'-';
+    std::str::from_utf8(&buf[..]).unwrap_or("")
 }
