@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, MetadataRow, ReleaseRow, ReleaseState, StoreError, TokenRow};
 
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
 
 pub struct SqliteStore {
     pool: SqlitePool,
