@@ -13,13 +13,16 @@
 
 mod blobs;
 mod error;
+pub mod health;
 pub mod keys;
 mod meta;
 mod model;
 mod sqlite;
+mod sqlite_health;
 
 pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
+pub use health::HealthStore;
 pub use meta::MetaStore;
 pub use model::*;
 pub use sqlite::SqliteStore;

@@ -14,11 +14,12 @@ use tokio::sync::Mutex;
 use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, MetadataRow, ReleaseRow, ReleaseState, StoreError, TokenRow};
 
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql")), (3, include_str!("../migrations/sqlite/0003_ingest.sql"))];
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    write: Mutex<()>,
+    pub(crate) write: Mutex<()>,
 }
 
 impl SqliteStore {
@@ -41,7 +42,7 @@ impl SqliteStore {
     }
 }
 
-fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+pub(crate) fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
     let v: i64 = row.try_get(col)?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
 }
@@ -89,9 +90,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
-async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreError> {
+pub(crate) async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreError> {
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let prev = prev.unwrap_or_else(|| updraft_core::audit::GENESIS.to_owned());
     let at = crate::now_rfc3339();
