@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use crate::ingest;
 use crate::routes::{admin, keys, public};
 
 #[derive(OpenApi)]
@@ -21,6 +22,9 @@ use crate::routes::{admin, keys, public};
         admin::create_token, admin::list_tokens, admin::revoke_token,
         admin::list_audit,
         keys::list_keys, keys::rotate_keys, keys::export_root, keys::import_root,
+        ingest::envelope_endpoint, ingest::store_endpoint,
+        ingest::admin::get_dsn, ingest::admin::set_retention, ingest::admin::get_health, ingest::admin::list_issues,
+        ingest::admin::list_events, ingest::admin::erase,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -31,6 +35,8 @@ use crate::routes::{admin, keys, public};
         (name = "apps"), (name = "uploads", description = "Resumable artifact uploads"), (name = "releases"),
         (name = "rollouts"), (name = "tokens"), (name = "audit"),
         (name = "keys", description = "TUF signing keys: thresholds, rotation, the offline root ceremony"),
+        (name = "ingest", description = "Sentry-compatible crash and session ingest, authenticated by the app's DSN key"),
+        (name = "health", description = "What ingest keeps: release health, issues, events; DSN, retention, erasure"),
     )
 )]
 pub struct ApiDoc;
