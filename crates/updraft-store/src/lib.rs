@@ -13,15 +13,18 @@
 
 mod blobs;
 mod error;
+pub mod health;
 pub mod keys;
 mod meta;
 mod model;
 mod postgres;
 mod sql;
+mod sql_health;
 mod sqlite;
 
 pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
+pub use health::HealthStore;
 pub use meta::{AppLock, MetaStore};
 pub use model::*;
 pub use postgres::{create_test_database, PgStore};

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use crate::{AppRow, AuditRow, Changeset, MetadataRow, ReleaseRow, StoreError, TokenRow};
 
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+/// Includes [`HealthStore`](crate::HealthStore): crash, session and install data.
+pub trait MetaStore: crate::HealthStore + Send + Sync + 'static {
     /// Brings the schema to the newest version; safe to call on every start.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Cheap round trip, for `/readyz`.

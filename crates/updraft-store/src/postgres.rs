@@ -20,8 +20,11 @@ use crate::{
 };
 
 /// Schema migrations, each the twin of `migrations/sqlite/` under the same number.
-pub(crate) const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_init.sql")), (5, include_str!("../migrations/postgres/0005_key_files.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (3, include_str!("../migrations/postgres/0003_ingest.sql")),
+    (5, include_str!("../migrations/postgres/0005_key_files.sql")),
+];
 
 /// Advisory lock classes (the first key of PostgreSQL's two-key advisory locks).
 const WRITE_LOCK: i32 = 0x5550_0001;
@@ -132,6 +135,7 @@ crate::sql::meta_store_sql!(PgStore, sqlx::Postgres, PgRow, {
         Ok(Some(rx))
     }
 });
+crate::sql_health::health_store_sql!(PgStore, PgRow);
 
 /// A fresh, empty database on the PostgreSQL server named by `UPDRAFT_TEST_POSTGRES` (default
 /// `postgres://postgres@127.0.0.1:5432/postgres`, which `scripts/services.sh` makes reachable),
@@ -168,6 +172,27 @@ mod tests {
     #[tokio::test]
     async fn audit_events_chain() {
         crate::sql::conformance::audit_events_chain(&store().await).await;
+    }
+
+    async fn with_app() -> PgStore {
+        let s = store().await;
+        s.create_app(&AppRow { id: "a".into(), created_at: crate::now_rfc3339() }, &Changeset::default()).await.unwrap();
+        s
+    }
+
+    #[tokio::test]
+    async fn projects_are_created_once() {
+        crate::sql_health::conformance::projects_are_created_once(&with_app().await).await;
+    }
+
+    #[tokio::test]
+    async fn release_health_counts_sessions_clients_and_installs() {
+        crate::sql_health::conformance::release_health_counts_sessions_clients_and_installs(&with_app().await).await;
+    }
+
+    #[tokio::test]
+    async fn events_group_into_issues_once_and_erase_by_client() {
+        crate::sql_health::conformance::events_group_into_issues_once_and_erase_by_client(&with_app().await).await;
     }
 
     #[tokio::test]

@@ -15,8 +15,11 @@ use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, Met
 
 /// Schema migrations, applied in order, each once. `migrations/postgres/` mirrors each one
 /// under the same number.
-pub(crate) const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql")), (5, include_str!("../migrations/sqlite/0005_key_files.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (3, include_str!("../migrations/sqlite/0003_ingest.sql")),
+    (5, include_str!("../migrations/sqlite/0005_key_files.sql")),
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -60,6 +63,7 @@ impl SqliteStore {
 }
 
 crate::sql::meta_store_sql!(SqliteStore, sqlx::Sqlite, SqliteRow, {});
+crate::sql_health::health_store_sql!(SqliteStore, SqliteRow);
 
 #[cfg(test)]
 mod tests {
@@ -83,5 +87,26 @@ mod tests {
     async fn audit_events_chain() {
         let (_d, s) = store().await;
         crate::sql::conformance::audit_events_chain(&s).await;
+    }
+
+    async fn with_app() -> (tempfile::TempDir, SqliteStore) {
+        let (d, s) = store().await;
+        s.create_app(&AppRow { id: "a".into(), created_at: crate::now_rfc3339() }, &Changeset::default()).await.unwrap();
+        (d, s)
+    }
+
+    #[tokio::test]
+    async fn projects_are_created_once() {
+        crate::sql_health::conformance::projects_are_created_once(&with_app().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn release_health_counts_sessions_clients_and_installs() {
+        crate::sql_health::conformance::release_health_counts_sessions_clients_and_installs(&with_app().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn events_group_into_issues_once_and_erase_by_client() {
+        crate::sql_health::conformance::events_group_into_issues_once_and_erase_by_client(&with_app().await.1).await;
     }
 }
