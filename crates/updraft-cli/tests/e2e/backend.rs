@@ -83,3 +83,172 @@ pub fn backend_env(data: &std::path::Path) -> Option<Vec<(&'static str, String)>
     };
     Some(shared_env(&db, &bucket))
 }
+
+/// Where a harness server on `data` keeps its state, for tests that reach under the API (an
+/// intruder editing the database, a disk flipping a byte, a crash mid-upload).
+pub enum Storage {
+    /// SQLite and files in the data directory.
+    Embedded(std::path::PathBuf),
+    /// A PostgreSQL database and a bucket (blobs under `blobs/`).
+    Shared { database: String, bucket: String },
+}
+
+impl Storage {
+    pub fn of(data: &std::path::Path) -> Storage {
+        match std::fs::read_to_string(data.with_extension("backend")) {
+            Ok(text) => {
+                let (db, bucket) = text.split_once('\n').expect("backend memo");
+                Storage::Shared { database: db.to_owned(), bucket: bucket.trim().to_owned() }
+            }
+            Err(_) => Storage::Embedded(data.to_owned()),
+        }
+    }
+
+    /// Runs one SQL statement against the live database.
+    pub fn sql(&self, statement: &str) {
+        match self {
+            Storage::Embedded(data) => {
+                let status = std::process::Command::new("python3")
+                    .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
+                    .arg(data.join("updraft.db"))
+                    .arg(statement)
+                    .status()
+                    .expect("python3 runs");
+                assert!(status.success(), "{statement}");
+            }
+            Storage::Shared { database, .. } => {
+                psql(database, statement);
+            }
+        }
+    }
+
+    fn object_url(bucket: &str, key: &str) -> String {
+        format!("{}/{bucket}/{key}", s3_endpoint())
+    }
+
+    fn blob_location(&self, sha: &str) -> (Option<std::path::PathBuf>, Option<String>) {
+        match self {
+            Storage::Embedded(data) => (Some(data.join("blobs/sha256").join(&sha[..2]).join(sha)), None),
+            Storage::Shared { bucket, .. } => (None, Some(Self::object_url(bucket, &format!("blobs/sha256/{}/{sha}", &sha[..2])))),
+        }
+    }
+
+    /// Flips one byte of a stored blob, in place (same length).
+    pub fn corrupt_blob(&self, sha: &str, at: usize) {
+        match self.blob_location(sha) {
+            (Some(path), _) => {
+                let mut b = std::fs::read(&path).unwrap();
+                b[at] ^= 0xff;
+                std::fs::write(&path, b).unwrap();
+            }
+            _ => {
+                let Storage::Shared { bucket, .. } = self else { unreachable!() };
+                let key = object_store::path::Path::from(format!("blobs/sha256/{}/{sha}", &sha[..2]));
+                let bucket = bucket.clone();
+                // Its own thread and runtime: callers may be inside an async test.
+                std::thread::spawn(move || {
+                    use object_store::ObjectStore;
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let s3 = object_store::aws::AmazonS3Builder::new()
+                        .with_bucket_name(&bucket)
+                        .with_endpoint(s3_endpoint())
+                        .with_allow_http(true)
+                        .with_region("us-east-1")
+                        .with_access_key_id("updraft-test")
+                        .with_secret_access_key("updraft-test-secret")
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let mut b = s3.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+                        b[at] ^= 0xff;
+                        s3.put(&key, b.into()).await.unwrap();
+                    });
+                })
+                .join()
+                .unwrap();
+            }
+        }
+    }
+
+    fn list(bucket: &str, query: &str) -> String {
+        let url = format!("{}/{bucket}?{query}", s3_endpoint());
+        crate::harness::http().get(url).send().unwrap().error_for_status().unwrap().text().unwrap()
+    }
+
+    /// Content-addressed blobs stored (their names).
+    pub fn stored_blobs(&self) -> Vec<String> {
+        match self {
+            Storage::Embedded(data) => walk(&data.join("blobs/sha256")),
+            Storage::Shared { bucket, .. } => tags(&Self::list(bucket, "list-type=2&prefix=blobs/sha256/"), "Key"),
+        }
+    }
+
+    /// Bytes of unfinished uploads held so far, including parts of multipart uploads still
+    /// being written to the bucket.
+    pub fn upload_bytes(&self) -> u64 {
+        match self {
+            Storage::Embedded(data) => std::fs::read_dir(data.join("blobs/uploads"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+                .map(|e| e.metadata().unwrap().len())
+                .sum(),
+            Storage::Shared { bucket, .. } => {
+                let done: u64 =
+                    tags(&Self::list(bucket, "list-type=2&prefix=blobs/uploads/"), "Size").iter().map(|s| s.parse::<u64>().unwrap()).sum();
+                let listing = Self::list(bucket, "uploads");
+                let keys = tags(&listing, "Key");
+                let ids = tags(&listing, "UploadId");
+                let mut in_flight = 0;
+                for (key, id) in keys.iter().zip(&ids) {
+                    let parts = crate::harness::http()
+                        .get(format!("{}?uploadId={id}", Self::object_url(bucket, key)))
+                        .send()
+                        .unwrap()
+                        .text()
+                        .unwrap();
+                    in_flight += tags(&parts, "Size").iter().map(|s| s.parse::<u64>().unwrap()).sum::<u64>();
+                }
+                done + in_flight
+            }
+        }
+    }
+
+    /// Makes the blob store refuse writes: the uploads directory becomes a file, or the
+    /// bucket is emptied and deleted.
+    pub fn break_blob_writes(&self) {
+        match self {
+            Storage::Embedded(data) => {
+                let uploads = data.join("blobs/uploads");
+                std::fs::remove_dir_all(&uploads).unwrap();
+                std::fs::write(&uploads, b"not a directory").unwrap();
+            }
+            Storage::Shared { bucket, .. } => {
+                let http = crate::harness::http();
+                for key in tags(&Self::list(bucket, "list-type=2"), "Key") {
+                    http.delete(Self::object_url(bucket, &key)).send().unwrap().error_for_status().unwrap();
+                }
+                http.delete(format!("{}/{bucket}", s3_endpoint())).send().unwrap().error_for_status().unwrap();
+            }
+        }
+    }
+}
+
+/// The text of every `<name>…</name>` element, in order (enough XML for S3 listings).
+fn tags(xml: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    xml.split(&open).skip(1).filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_owned())).collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
