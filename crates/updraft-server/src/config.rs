@@ -12,6 +12,13 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub data: Option<PathBuf>,
+    /// Metadata database URL: `sqlite://PATH` (default `sqlite://DATA/updraft.db`) or
+    /// `postgres://…` (shared by any number of instances).
+    pub database: Option<String>,
+    /// Blob store: a directory or `file://PATH` (default `DATA/blobs`), or
+    /// `s3://BUCKET[/PREFIX]` (configured by the standard `AWS_*` environment variables).
+    pub blobs: Option<String>,
+
     pub listen: Option<String>,
     /// Base URL clients reach this server at; download URLs in update answers start with it.
     pub public_url: Option<String>,
@@ -113,6 +120,9 @@ impl RawConfig {
             admin_rate_limit: num("UPDRAFT_ADMIN_RATE_LIMIT"),
             auth_failure_rate_limit: num("UPDRAFT_AUTH_FAILURE_RATE_LIMIT"),
             data: get("UPDRAFT_DATA").map(PathBuf::from),
+            database: get("UPDRAFT_DATABASE").filter(|v| !v.is_empty()),
+            blobs: get("UPDRAFT_BLOBS").filter(|v| !v.is_empty()),
+
             listen: get("UPDRAFT_LISTEN"),
             public_url: get("UPDRAFT_PUBLIC_URL"),
             bootstrap_token: get("UPDRAFT_BOOTSTRAP_TOKEN"),
@@ -137,6 +147,9 @@ impl RawConfig {
     pub fn over(self, lower: RawConfig) -> RawConfig {
         RawConfig {
             data: self.data.or(lower.data),
+            database: self.database.or(lower.database),
+            blobs: self.blobs.or(lower.blobs),
+
             listen: self.listen.or(lower.listen),
             public_url: self.public_url.or(lower.public_url),
             max_upload_bytes: self.max_upload_bytes.or(lower.max_upload_bytes),
@@ -228,9 +241,26 @@ impl RawConfig {
         if !(1..=3650).contains(&ingest.retention_days) {
             bad("retention_days", format!("{} must be from 1 to 3650", ingest.retention_days));
         }
+        let data_dir = self.data.unwrap_or_else(|| PathBuf::from("updraft-data"));
+        let database = match self.database.as_deref() {
+            None => updraft_store::DatabaseUrl::Sqlite(data_dir.join("updraft.db")),
+            Some(url) => updraft_store::DatabaseUrl::parse(url).unwrap_or_else(|e| {
+                bad("database", e);
+                updraft_store::DatabaseUrl::Sqlite(data_dir.join("updraft.db"))
+            }),
+        };
+        let blobs = match self.blobs.as_deref() {
+            None => updraft_store::BlobUrl::Dir(data_dir.join("blobs")),
+            Some(url) => updraft_store::BlobUrl::parse(url).unwrap_or_else(|e| {
+                bad("blobs", e);
+                updraft_store::BlobUrl::Dir(data_dir.join("blobs"))
+            }),
+        };
         let config = Config {
             ingest,
-            data_dir: self.data.unwrap_or_else(|| PathBuf::from("updraft-data")),
+            data_dir,
+            database,
+            blobs,
             listen,
             public_url,
             max_upload_bytes,
@@ -270,6 +300,9 @@ pub struct Lifetimes {
 #[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    pub database: updraft_store::DatabaseUrl,
+    pub blobs: updraft_store::BlobUrl,
+
     pub listen: SocketAddr,
     /// `None`: derived from the bound address.
     pub public_url: Option<String>,
@@ -295,6 +328,8 @@ impl std::fmt::Debug for Config {
         // Secrets are never printed.
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
+            .field("database", &self.database.redacted())
+            .field("blobs", &self.blobs)
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)

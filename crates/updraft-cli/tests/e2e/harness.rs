@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::backend::{pg_database, psql};
+
 pub const TOKEN: &str = "updraft_e2e_bootstrap_token_0123456789";
 
 pub fn bin() -> &'static str {
@@ -40,6 +42,9 @@ impl Server {
             .env_remove("UPDRAFT_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        for (k, v) in crate::backend::backend_env(data).unwrap_or_default() {
+            cmd.env(k, v);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
