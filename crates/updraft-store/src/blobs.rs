@@ -70,6 +70,11 @@ impl BlobStore {
     fn blob_path(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(&sha256[..2]).join(sha256)
     }
+    /// Where a stored blob lives, for code that reads it more than once (publish-time
+    /// signing); `None` when the name is not a hash. Blobs are immutable once stored.
+    pub fn stored_path(&self, sha256: &str) -> Option<PathBuf> {
+        is_sha256_hex(sha256).then(|| self.blob_path(sha256))
+    }
     fn part_path(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(format!("{id}.part"))
     }

@@ -14,7 +14,8 @@ use tokio::sync::Mutex;
 use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, MetadataRow, ReleaseRow, ReleaseState, StoreError, TokenRow};
 
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql")), (2, include_str!("../migrations/sqlite/0002_release_compat.sql"))];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -48,6 +49,7 @@ fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
 
 fn release_from_row(row: &SqliteRow) -> Result<ReleaseRow, StoreError> {
     let state: String = row.try_get("state")?;
+    let compat: String = row.try_get("compat")?;
     Ok(ReleaseRow {
         app: row.try_get("app")?,
         version: row.try_get("version")?,
@@ -59,6 +61,7 @@ fn release_from_row(row: &SqliteRow) -> Result<ReleaseRow, StoreError> {
         created_at: row.try_get("created_at")?,
         published_at: row.try_get("published_at")?,
         artifacts: Vec::new(),
+        compat: serde_json::from_str(&compat).map_err(|_| StoreError::Corrupt("release compat metadata".into()))?,
     })
 }
 
@@ -122,10 +125,11 @@ async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreErr
 async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Result<(), StoreError> {
     for r in &changes.releases {
         sqlx::query(
-            "INSERT INTO releases (app, version, channel, notes, state, rollout_bp, salt, created_at, published_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO releases (app, version, channel, notes, state, rollout_bp, salt, created_at, published_at, compat)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (app, version) DO UPDATE SET channel = excluded.channel, notes = excluded.notes,
-               state = excluded.state, rollout_bp = excluded.rollout_bp, published_at = excluded.published_at",
+               state = excluded.state, rollout_bp = excluded.rollout_bp, published_at = excluded.published_at,
+               compat = excluded.compat",
         )
         .bind(app)
         .bind(&r.version)
@@ -136,6 +140,7 @@ async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Resul
         .bind(&r.salt)
         .bind(&r.created_at)
         .bind(&r.published_at)
+        .bind(serde_json::to_string(&r.compat).map_err(|_| StoreError::Corrupt("release compat metadata".into()))?)
         .execute(&mut **tx)
         .await?;
         for a in &r.artifacts {
@@ -420,6 +425,7 @@ mod tests {
             created_at: crate::now_rfc3339(),
             published_at: None,
             artifacts: vec![ArtifactRow { platform: "linux-x86_64".into(), filename: "f".into(), sha256: "00".into(), size: 1 }],
+            compat: crate::ReleaseCompat { critical: true, min_system_version: Some("11.0".into()), ..Default::default() },
         };
         // Metadata version 1 exists: the whole changeset, release included, must be refused.
         let bad = Changeset { releases: vec![release.clone()], metadata: vec![meta("targets", 2), meta("targets", 1)], audit: None };

@@ -5,6 +5,7 @@
 mod auth_matrix;
 mod bad_input;
 mod client;
+mod compat;
 mod crash;
 mod harness;
 mod interop;
