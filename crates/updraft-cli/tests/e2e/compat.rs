@@ -94,11 +94,7 @@ fn tauri_updater_checks_downloads_and_verifies_minisign() {
     assert_eq!(doc["platforms"][format!("linux-{}", arch())]["format"], "appimage");
 
     // A tampered artifact (same length, one byte changed in storage) is rejected.
-    let sha = sha256_hex(&new);
-    let blob = data.join("blobs/sha256").join(&sha[..2]).join(&sha);
-    let mut bad = std::fs::read(&blob).unwrap();
-    bad[1234] ^= 0x5a;
-    std::fs::write(&blob, &bad).unwrap();
+    crate::backend::Storage::of(&data).corrupt_blob(&sha256_hex(&new), 1234);
     let err = update.download().expect_err("a tampered artifact must fail minisign verification");
     assert!(err.to_string().to_lowercase().contains("signature"), "{err}");
 }

@@ -297,15 +297,22 @@ pub fn check_min_system_version(v: &str) -> ApiResult<()> {
 }
 
 /// Computes each artifact's digests and signatures for the compatible feeds, streaming each
-/// stored blob on a blocking thread. Called under the app lock, before the release commits.
+/// stored blob (file or S3) on a blocking thread. Called under the app lock, before the
+/// release commits.
 pub async fn sign_artifacts(state: &AppState, app: &AppId, version: &str, artifacts: &[ArtifactRow]) -> ApiResult<Vec<ArtifactCompat>> {
     let key = state.repo.updater_key(app)?;
     let mut out = Vec::with_capacity(artifacts.len());
     for a in artifacts {
-        let path = state.blobs.stored_path(&a.sha256).ok_or_else(|| ApiError::internal("stored artifact is not named by a hash"))?;
         let comment = sign::trusted_comment(&a.filename, version);
-        let key = key.clone();
-        let sigs = tokio::task::spawn_blocking(move || sign::sign_file(&key, &path, &comment)).await.map_err(ApiError::internal)??;
+        let (key, st, sha256) = (key.clone(), state.clone(), a.sha256.clone());
+        let handle = tokio::runtime::Handle::current();
+        let sigs = tokio::task::spawn_blocking(move || {
+            let open = || blob_reader(&handle, &st.blobs, &sha256);
+            sign::sign_file(&key, &open, &comment)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("signing artifact {} for the compatible feeds: {e}", a.sha256)))?;
         out.push(ArtifactCompat {
             platform: a.platform.clone(),
             sha512: sigs.sha512_base64,
@@ -315,6 +322,43 @@ pub async fn sign_artifacts(state: &AppState, app: &AppId, version: &str, artifa
         });
     }
     Ok(out)
+}
+
+/// A blocking reader over a stored blob, from its start (for a blocking thread).
+fn blob_reader(handle: &tokio::runtime::Handle, blobs: &updraft_store::BlobStore, sha256: &str) -> std::io::Result<Box<dyn std::io::Read>> {
+    let (reader, len) = handle
+        .block_on(blobs.open_blob(sha256))
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "stored blob is missing"))?;
+    match reader {
+        updraft_store::BlobReader::File(f) => Ok(Box::new(handle.block_on(f.into_std()))),
+        s3 => {
+            let stream = s3.s3_range(0, len).ok_or_else(|| std::io::Error::other("not an S3 blob"))?;
+            Ok(Box::new(StreamRead { handle: handle.clone(), stream: Box::pin(stream), buf: Bytes::new() }))
+        }
+    }
+}
+
+/// `std::io::Read` over a byte stream, for code that reads on a blocking thread.
+struct StreamRead<S> {
+    handle: tokio::runtime::Handle,
+    stream: std::pin::Pin<Box<S>>,
+    buf: Bytes,
+}
+
+impl<S: futures_util::Stream<Item = std::io::Result<Bytes>>> std::io::Read for StreamRead<S> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use futures_util::StreamExt;
+        while self.buf.is_empty() {
+            match self.handle.block_on(self.stream.next()) {
+                Some(chunk) => self.buf = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf.split_to(n));
+        Ok(n)
+    }
 }
 
 /// Escapes text for XML character data and attribute values.

@@ -126,12 +126,11 @@ pub struct ArtifactSigs {
     pub ed25519_base64: String,
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RepoError + '_ {
-    move |source| RepoError::Io { path: path.to_owned(), source }
-}
+/// Opens the file to sign, from its start; called once per pass.
+pub type Open<'a> = &'a dyn Fn() -> std::io::Result<Box<dyn Read>>;
 
-fn stream(path: &Path, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
+fn stream(open: Open<'_>, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut f = open()?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = f.read(&mut buf)?;
@@ -145,21 +144,20 @@ fn stream(path: &Path, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
 /// Streams the file three times: once for the digests, twice for the pure ed25519 signature
 /// (ed25519 hashes the message twice; `raw_sign_byupdate` lets each pass stream). Blocking:
 /// run it on a blocking thread.
-pub fn sign_file(key: &UpdaterKey, path: &Path, trusted_comment: &str) -> Result<ArtifactSigs, RepoError> {
+pub fn sign_file(key: &UpdaterKey, open: Open<'_>, trusted_comment: &str) -> std::io::Result<ArtifactSigs> {
     let (mut s512, mut s1, mut b2) = (Sha512::new(), Sha1::new(), Blake2b512::new());
-    stream(path, |chunk| {
+    stream(open, |chunk| {
         s512.update(chunk);
         s1.update(chunk);
         b2.update(chunk);
-    })
-    .map_err(io_err(path))?;
+    })?;
     let minisign = key.minisign_signature_file(&b2.finalize(), trusted_comment);
     let esk = ed25519_dalek::hazmat::ExpandedSecretKey::from(key.signing.as_bytes());
     let failed = Mutex::new(None);
     let ed = ed25519_dalek::hazmat::raw_sign_byupdate::<Sha512, _>(
         &esk,
         |h| {
-            stream(path, |chunk| h.update(chunk)).map_err(|e| {
+            stream(open, |chunk| h.update(chunk)).map_err(|e| {
                 *failed.lock().expect("sign error") = Some(e);
                 ed25519_dalek::SignatureError::new()
             })
@@ -169,8 +167,7 @@ pub fn sign_file(key: &UpdaterKey, path: &Path, trusted_comment: &str) -> Result
     let ed = match ed {
         Ok(sig) => sig,
         Err(_) => {
-            let e = failed.lock().expect("sign error").take().unwrap_or_else(|| std::io::Error::other("ed25519 signing failed"));
-            return Err(io_err(path)(e));
+            return Err(failed.lock().expect("sign error").take().unwrap_or_else(|| std::io::Error::other("ed25519 signing failed")));
         }
     };
     Ok(ArtifactSigs {
@@ -202,7 +199,8 @@ mod tests {
         let data: Vec<u8> = (0..(CHUNK * 2 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         let file = dir.path().join("a.bin");
         std::fs::write(&file, &data).unwrap();
-        let sigs = sign_file(&key, &file, "file:a.bin\tversion:1.0.0").unwrap();
+        let open = || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&file)?)) };
+        let sigs = sign_file(&key, &open, "file:a.bin\tversion:1.0.0").unwrap();
         assert_eq!(sigs.sha512_base64, B64.encode(Sha512::digest(&data)));
         assert_eq!(sigs.sha1_hex, hex::encode(Sha1::digest(&data)));
         let ed = ed25519_dalek::Signature::from_slice(&B64.decode(&sigs.ed25519_base64).unwrap()).unwrap();
