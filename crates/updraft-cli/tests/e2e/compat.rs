@@ -168,15 +168,26 @@ fn sparkle_appcast_is_namespaced_xml_and_every_signature_verifies() {
         dir.path(),
         "1.1.0",
         &[("darwin-universal", "Demo-1.1.0.zip", &b)],
-        &["--min-system-version", "11.0", "--critical", "--notes", "Fixes <b>&</b> more"],
+        &["--min-system-version", "11.0", "--critical", "--notes", "Fixes <b>&</b> more", "--rollout", "50"],
     );
     let http = http();
     let key = B64.decode(get(&http, &server.url("/compat/sparkle/demo/ed25519.pub")).text().unwrap().trim()).unwrap();
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key.try_into().unwrap()).unwrap();
-    let resp = get(&http, &server.url("/compat/sparkle/demo/stable/appcast.xml"));
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/rss+xml"));
-    let xml = resp.text().unwrap();
+    // Without a client id only the fully rolled-out 1.0.0 is listed; a client admitted to the
+    // 50 % rollout sees both (a feed stops at its newest full release, so two items need one
+    // partial release above it).
+    let only_full = get(&http, &server.url("/compat/sparkle/demo/stable/appcast.xml")).text().unwrap();
+    assert_eq!(only_full.matches("<item>").count(), 1, "{only_full}");
+    let xml = (0..64)
+        .map(|i| {
+            http.get(server.url("/compat/sparkle/demo/stable/appcast.xml")).header("x-updraft-client", format!("c{i}")).send().unwrap()
+        })
+        .map(|r| {
+            assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/rss+xml"));
+            r.text().unwrap()
+        })
+        .find(|x| x.matches("<item>").count() == 2)
+        .expect("about half of 64 clients are admitted to a 50 % rollout");
 
     // Walk it with a namespace-aware parser: items, their Sparkle elements and enclosures.
     const NS: &str = "http://www.andymatuschak.org/xml-namespaces/sparkle";

@@ -38,40 +38,39 @@ fn kind_of(platform: &str) -> Option<String> {
     }
 }
 
-/// The channel-file bodies (without `stagingPercentage`, added per request) of one release.
-pub fn bodies(public_url: &str, app: &AppId, rel: &Rel<'_>, artifacts: &[&ArtifactRow]) -> Vec<(String, Bytes)> {
-    let mut by_kind: std::collections::BTreeMap<String, Vec<&ArtifactRow>> = Default::default();
-    for a in artifacts {
-        if let Some(k) = kind_of(&a.platform) {
-            by_kind.entry(k).or_default().push(a);
+/// The channel files a release's artifacts appear in.
+pub fn kinds(artifacts: &[&ArtifactRow]) -> Vec<String> {
+    let mut kinds: Vec<String> = artifacts.iter().filter_map(|a| kind_of(&a.platform)).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// The body of channel file `kind` for one release (without `stagingPercentage`, added per
+/// request).
+pub fn channel_body(public_url: &str, app: &AppId, rel: &Rel<'_>, artifacts: &[&ArtifactRow], kind: &str) -> Bytes {
+    let mut y = format!("version: {}\nfiles:\n", q(&rel.row.version));
+    let mut first: Option<(String, String)> = None;
+    for a in artifacts.iter().filter(|a| kind_of(&a.platform).as_deref() == Some(kind)) {
+        let Some(sigs) = rel.sigs(&a.platform) else { continue };
+        let url = super::file_url(public_url, app, &rel.row.version, &a.platform, &a.filename);
+        y.push_str(&format!("  - url: {}\n    sha512: {}\n    size: {}\n", q(&url), q(&sigs.sha512), a.size));
+        let blockmap = format!("{}.blockmap", a.filename);
+        if let Some(bm) = rel.row.compat.files.iter().find(|f| f.platform == a.platform && f.filename == blockmap) {
+            y.push_str(&format!("    blockMapSize: {}\n", bm.size));
         }
+        first.get_or_insert((url, sigs.sha512.clone()));
     }
-    let mut out = Vec::new();
-    for (kind, arts) in by_kind {
-        let mut y = format!("version: {}\nfiles:\n", q(&rel.row.version));
-        let mut first: Option<(String, String)> = None;
-        for a in &arts {
-            let Some(sigs) = rel.sigs(&a.platform) else { continue };
-            let url = super::file_url(public_url, app, &rel.row.version, &a.platform, &a.filename);
-            y.push_str(&format!("  - url: {}\n    sha512: {}\n    size: {}\n", q(&url), q(&sigs.sha512), a.size));
-            if let Some(bm) =
-                rel.row.compat.files.iter().find(|f| f.platform == a.platform && f.filename == format!("{}.blockmap", a.filename))
-            {
-                y.push_str(&format!("    blockMapSize: {}\n", bm.size));
-            }
-            first.get_or_insert((url, sigs.sha512.clone()));
-        }
-        let Some((path, sha512)) = first else { continue };
+    if let Some((path, sha512)) = first {
         y.push_str(&format!("path: {}\nsha512: {}\n", q(&path), q(&sha512)));
-        if let Some(d) = &rel.row.published_at {
-            y.push_str(&format!("releaseDate: {}\n", q(d)));
-        }
-        if let Some(n) = &rel.row.notes {
-            y.push_str(&format!("releaseNotes: {}\n", q(n)));
-        }
-        out.push((kind, Bytes::from(y)));
     }
-    out
+    if let Some(d) = &rel.row.published_at {
+        y.push_str(&format!("releaseDate: {}\n", q(d)));
+    }
+    if let Some(n) = &rel.row.notes {
+        y.push_str(&format!("releaseNotes: {}\n", q(n)));
+    }
+    Bytes::from(y)
 }
 
 #[derive(Deserialize, IntoParams)]

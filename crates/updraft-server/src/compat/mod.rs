@@ -139,16 +139,23 @@ impl Feeds {
             }
         }
         rels.reverse();
+        // Below a feed's newest fully rolled-out release nothing can be chosen (it admits
+        // everyone), so each feed stops there, like the TUF targets do: building stays cheap at
+        // thousands of releases.
+        let mut complete: std::collections::HashSet<(String, String)> = Default::default();
         for rel in &rels {
             let r = rel.row;
             let share = Percent::from_basis_points(r.rollout_bp).unwrap_or(Percent::ZERO);
-            let mut push = |key: String, body: Bytes| {
-                feeds.lists.entry(r.channel.clone()).or_default().entry(key).or_default().entries.push(Entry {
-                    version: rel.version.clone(),
-                    share,
-                    salt: r.salt.clone(),
-                    body,
-                });
+            let mut push = |key: String, body: &dyn Fn() -> Bytes| {
+                let id = (r.channel.clone(), key);
+                if complete.contains(&id) {
+                    return;
+                }
+                let entry = Entry { version: rel.version.clone(), share, salt: r.salt.clone(), body: body() };
+                feeds.lists.entry(id.0.clone()).or_default().entry(id.1.clone()).or_default().entries.push(entry);
+                if share == Percent::FULL {
+                    complete.insert(id);
+                }
             };
             let signed: Vec<&ArtifactRow> = r.artifacts.iter().filter(|a| rel.sigs(&a.platform).is_some()).collect();
             if signed.is_empty() {
@@ -156,18 +163,18 @@ impl Feeds {
             }
             for a in &signed {
                 let sigs = rel.sigs(&a.platform).expect("filtered above");
-                let url = file_url(public_url, app, &r.version, &a.platform, &a.filename);
-                push(format!("tauri/{}", a.platform), tauri::dynamic_body(rel, a, sigs, &url));
-                push(format!("velopack/{}", a.platform), velopack::asset_body(app, rel, a, sigs));
-                push(format!("sparkle/{}", a.platform), sparkle::item_body(rel, a, sigs, &url));
+                let url = || file_url(public_url, app, &r.version, &a.platform, &a.filename);
+                push(format!("tauri/{}", a.platform), &|| tauri::dynamic_body(rel, a, sigs, &url()));
+                push(format!("velopack/{}", a.platform), &|| velopack::asset_body(app, rel, a, sigs));
+                push(format!("sparkle/{}", a.platform), &|| sparkle::item_body(rel, a, sigs, &url()));
                 let known = feeds.platforms.entry(r.channel.clone()).or_default();
                 if !known.contains(&a.platform) {
                     known.push(a.platform.clone());
                 }
             }
-            push("tauri-static".into(), tauri::static_body(public_url, app, rel, &signed));
-            for (kind, body) in electron::bodies(public_url, app, rel, &signed) {
-                push(format!("electron/{kind}"), body);
+            push("tauri-static".into(), &|| tauri::static_body(public_url, app, rel, &signed));
+            for kind in electron::kinds(&signed) {
+                push(format!("electron/{kind}"), &|| electron::channel_body(public_url, app, rel, &signed, &kind));
             }
         }
         for platforms in feeds.platforms.values_mut() {
@@ -420,5 +427,67 @@ pub mod routes {
         let sha256 =
             view.compat.file(&version, &platform, &file).ok_or_else(|| ApiError::not_found("file_not_found", "no such file"))?.to_owned();
         serve_file(&state, &sha256, &headers).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use updraft_store::{ArtifactCompat, ReleaseCompat};
+
+    fn release(i: usize, rollout_bp: u32) -> ReleaseRow {
+        let version = format!("1.{}.{}", i / 1000, i % 1000);
+        let platforms = ["linux-x86_64", "darwin-universal"];
+        ReleaseRow {
+            app: "demo".into(),
+            version: version.clone(),
+            channel: "stable".into(),
+            notes: Some("notes".into()),
+            state: ReleaseState::Published,
+            rollout_bp,
+            salt: format!("{i:032x}"),
+            created_at: "2030-01-01T00:00:00Z".into(),
+            published_at: Some("2030-01-01T00:00:00Z".into()),
+            artifacts: platforms
+                .iter()
+                .map(|p| ArtifactRow {
+                    platform: (*p).into(),
+                    filename: format!("demo-{version}.bin"),
+                    sha256: format!("{i:064x}"),
+                    size: 1000,
+                })
+                .collect(),
+            compat: ReleaseCompat {
+                artifacts: platforms
+                    .iter()
+                    .map(|p| ArtifactCompat {
+                        platform: (*p).into(),
+                        sha512: "s".into(),
+                        sha1: "s".into(),
+                        minisign: "m".into(),
+                        ed25519: "e".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn feeds_stop_at_the_newest_full_release_and_keep_every_file() {
+        let n = 10_000;
+        let releases: Vec<ReleaseRow> = (0..n).map(|i| release(i, if i >= n - 3 { 2500 } else { 10_000 })).collect();
+        let app: AppId = "demo".parse().unwrap();
+        let started = std::time::Instant::now();
+        let feeds = Feeds::build(&app, &releases, "http://x");
+        eprintln!("built compat feeds for {n} releases in {:?}", started.elapsed());
+        for key in ["tauri/linux-x86_64", "velopack/linux-x86_64", "sparkle/darwin-universal", "tauri-static", "electron/mac"] {
+            let list = feeds.list("stable", key).unwrap_or_else(|| panic!("{key}"));
+            // Three partial releases and the newest full one: nothing below can be chosen.
+            assert_eq!(list.entries.len(), 4, "{key}");
+            assert_eq!(list.newest(&app, None, None).unwrap().version.to_string(), "1.9.996");
+        }
+        // Every downloadable release's files stay reachable (installed clients may hold links).
+        assert_eq!(feeds.file("1.0.0", "linux-x86_64", "demo-1.0.0.bin"), Some(format!("{:064x}", 0).as_str()));
     }
 }
