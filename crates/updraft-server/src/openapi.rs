@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use crate::compat;
 use crate::ingest;
 use crate::routes::{admin, keys, public};
 
@@ -25,6 +26,8 @@ use crate::routes::{admin, keys, public};
         ingest::envelope_endpoint, ingest::store_endpoint,
         ingest::admin::get_dsn, ingest::admin::set_retention, ingest::admin::get_health, ingest::admin::list_issues,
         ingest::admin::list_events, ingest::admin::erase,
+        compat::tauri::check, compat::tauri::latest_json, compat::tauri::pubkey, compat::electron::channel_file,
+        compat::velopack::get, compat::sparkle::appcast, compat::sparkle::pubkey, compat::routes::file,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -37,6 +40,7 @@ use crate::routes::{admin, keys, public};
         (name = "keys", description = "TUF signing keys: thresholds, rotation, the offline root ceremony"),
         (name = "ingest", description = "Sentry-compatible crash and session ingest, authenticated by the app's DSN key"),
         (name = "health", description = "What ingest keeps: release health, issues, events; DSN, retention, erasure"),
+        (name = "compat", description = "Feeds for Tauri, electron-updater, Velopack and Sparkle apps (docs/integrations/)"),
     )
 )]
 pub struct ApiDoc;
