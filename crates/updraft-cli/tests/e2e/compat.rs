@@ -282,12 +282,17 @@ fn electron_updater_dir() -> PathBuf {
 }
 
 fn electron_check(dir: &Path, feed: &str, current: &str, staging_id: &str, work: &str) -> serde_json::Value {
+    electron_run(dir, feed, current, staging_id, work, None)
+}
+
+fn electron_run(dir: &Path, feed: &str, current: &str, staging_id: &str, work: &str, old_installer: Option<&Path>) -> serde_json::Value {
     let work = dir.join(work);
     std::fs::create_dir_all(&work).unwrap();
     let out = Command::new("node")
         .arg("check.js")
         .args([feed, current, staging_id])
         .arg(&work)
+        .args(old_installer)
         .current_dir(electron_updater_dir())
         .output()
         .expect("node");
@@ -360,6 +365,44 @@ fn electron_updater_finds_downloads_and_verifies_sha512_and_honours_the_rollout(
     assert!(multi.headers()["content-type"].to_str().unwrap().starts_with("multipart/byteranges"));
     let body = multi.bytes().unwrap();
     assert!(body.windows(4).any(|w| w == &app_image[100..104]));
+}
+
+#[test]
+fn electron_updater_downloads_differentially_with_blockmaps_and_multi_range_requests() {
+    let (dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    // Two installers that share most of their blocks.
+    let old = bytes(400_000, 31);
+    let mut new = old.clone();
+    for b in &mut new[100_000..140_000] {
+        *b ^= 0x33;
+    }
+    for b in &mut new[300_000..310_000] {
+        *b ^= 0x44;
+    }
+    for (version, body) in [("1.0.0", &old), ("1.1.0", &new)] {
+        let name = format!("Demo-Setup-{version}.exe");
+        let sub = dir.path().join(version);
+        std::fs::create_dir_all(&sub).unwrap();
+        let exe = sub.join(&name);
+        std::fs::write(&exe, body).unwrap();
+        let map = sub.join(format!("{name}.blockmap"));
+        let made = Command::new("node").arg("check.js").arg("--blockmap").arg(&exe).arg(&map).current_dir(electron_updater_dir()).status();
+        assert!(made.unwrap().success());
+        let (a, f) = (format!("windows-x86_64={}", exe.display()), format!("windows-x86_64={}", map.display()));
+        server.cli(&["release", "publish", "demo", version, "--channel", "stable", "--artifact", &a, "--file", &f]).ok();
+    }
+    let old_installer = dir.path().join("1.0.0/Demo-Setup-1.0.0.exe");
+    let feed = server.url("/compat/electron/demo/stable/");
+    let got = electron_run(dir.path(), &feed, "1.0.0", "0b6d2f4e-1c3a-4d5e-8f70-9a1b2c3d4e5f", "diff", Some(&old_installer));
+    assert_eq!(got["available"], true, "{got}");
+    assert!(got["error"].is_null(), "{got}");
+    assert_eq!(std::fs::read(got["file"].as_str().unwrap()).unwrap(), new, "the rebuilt installer is the new one");
+    // Only the changed blocks were fetched, several ranges per request.
+    let ranges: Vec<&str> = got["ranges"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(ranges.iter().any(|r| r.starts_with("bytes=") && r.contains(',')), "no multi-range request: {got}");
+    assert_eq!(got["fullDownloads"], 0, "electron-updater fell back to a full download: {got}");
 }
 
 /// electron-updater's Linux channel-file suffix for this machine's architecture.
