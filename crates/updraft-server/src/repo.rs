@@ -197,7 +197,7 @@ impl Repo {
         self
     }
 
-    fn key_dir(&self, app: &AppId) -> PathBuf {
+    pub fn key_dir(&self, app: &AppId) -> PathBuf {
         self.data_dir.join("keys").join(app.as_str())
     }
 
@@ -223,7 +223,7 @@ impl Repo {
     }
 
     /// Drops the cached keys of `app`; the next signing reloads them from disk.
-    fn forget_keys(&self, app: &AppId) {
+    pub fn forget_keys(&self, app: &AppId) {
         self.stores.lock().expect("keystores").remove(app.as_str());
     }
 
