@@ -48,21 +48,42 @@ fn key_file_name(name: &str) -> bool {
     ok_ext && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
-fn local_key_files(dir: &std::path::Path) -> ApiResult<BTreeMap<String, Vec<u8>>> {
+/// The directories of an app's keys and the names their files have in the database: the TUF
+/// keys as they are, the compatible feeds' updater key under `updater/`.
+fn key_dirs(repo: &crate::repo::Repo, app: &AppId) -> [(&'static str, std::path::PathBuf); 2] {
+    [("", repo.key_dir(app)), ("updater/", repo.updater_key_dir(app))]
+}
+
+fn local_key_files(repo: &crate::repo::Repo, app: &AppId) -> ApiResult<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(ApiError::internal(format!("reading {}: {e}", dir.display()))),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if key_file_name(&name) {
-            let body = std::fs::read(entry.path()).map_err(|e| ApiError::internal(format!("reading {name}: {e}")))?;
-            out.insert(name, body);
+    for (prefix, dir) in key_dirs(repo, app) {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ApiError::internal(format!("reading {}: {e}", dir.display()))),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if key_file_name(&name) {
+                let body = std::fs::read(entry.path()).map_err(|e| ApiError::internal(format!("reading {name}: {e}")))?;
+                out.insert(format!("{prefix}{name}"), body);
+            }
         }
     }
     Ok(out)
+}
+
+/// Where a key file named `stored` in the database goes on this instance.
+fn local_path(repo: &crate::repo::Repo, app: &AppId, stored: &str) -> ApiResult<std::path::PathBuf> {
+    let [(_, tuf), (updater_prefix, updater)] = key_dirs(repo, app);
+    let (dir, name) = match stored.strip_prefix(updater_prefix) {
+        Some(name) => (updater, name),
+        None => (tuf, stored),
+    };
+    if !key_file_name(name) {
+        return Err(ApiError::internal(format!("stored key file name {stored:?} refused")));
+    }
+    Ok(dir.join(name))
 }
 
 /// Makes this instance's key directory for `app` what the database holds (shared stores only).
@@ -80,22 +101,19 @@ pub async fn pull_keys_into(store: &dyn updraft_store::MetaStore, repo: &crate::
     if want.is_empty() {
         return Ok(());
     }
-    let dir = repo.key_dir(app);
-    let have = local_key_files(&dir)?;
+    let have = local_key_files(repo, app)?;
     if have == want {
         return Ok(());
     }
-    updraft_store::keys::create_private_dir(&dir).map_err(ApiError::internal)?;
     for (name, body) in &want {
-        if !key_file_name(name) {
-            return Err(ApiError::internal(format!("stored key file name {name:?} refused")));
-        }
         if have.get(name) != Some(body) {
-            write_private(&dir.join(name), body)?;
+            let path = local_path(repo, app, name)?;
+            updraft_store::keys::create_private_dir(path.parent().expect("key files are in a directory")).map_err(ApiError::internal)?;
+            write_private(&path, body)?;
         }
     }
     for name in have.keys().filter(|n| !want.contains_key(*n)) {
-        let _ = std::fs::remove_file(dir.join(name));
+        let _ = std::fs::remove_file(local_path(repo, app, name)?);
     }
     repo.forget_keys(app);
     tracing::info!(app = %app, files = want.len(), "signing keys updated from the database");
@@ -108,7 +126,7 @@ pub async fn push_keys(state: &AppState, app: &AppId) -> ApiResult<()> {
     if !state.store.shared() {
         return Ok(());
     }
-    let files: Vec<(String, Vec<u8>)> = local_key_files(&state.repo.key_dir(app))?.into_iter().collect();
+    let files: Vec<(String, Vec<u8>)> = local_key_files(&state.repo, app)?.into_iter().collect();
     state.store.set_key_files(app.as_str(), &files).await?;
     Ok(())
 }
