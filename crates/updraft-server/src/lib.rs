@@ -12,6 +12,7 @@
 //! ```
 
 pub mod auth;
+pub mod cluster;
 pub mod compat;
 pub mod config;
 pub mod error;
@@ -137,6 +138,9 @@ impl Server {
         std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir { path: data.clone(), source })?;
         let store = config.database.open().await?;
         store.migrate().await?;
+        if store.shared() && config.key_passphrase.is_none() {
+            tracing::warn!("the database is shared and holds the signing keys; without UPDRAFT_KEY_PASSPHRASE they are stored unencrypted (docs/keys.md)");
+        }
         let blobs = config.blobs.open().await?;
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
             .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() });
@@ -147,6 +151,11 @@ impl Server {
         metrics::handle();
         for app in store.list_apps().await? {
             let id: updraft_core::AppId = app.id.parse().map_err(|e| StartError::Other(format!("stored app id: {e}")))?;
+            if store.shared() {
+                cluster::pull_keys_into(store.as_ref(), &repo, &id)
+                    .await
+                    .map_err(|e| StartError::Other(format!("app {id}: {}", e.message)))?;
+            }
             repo.check_keys(&id).map_err(|e| StartError::Other(format!("app {id}: {e}")))?;
         }
         let bootstrap_token = bootstrap(store.as_ref(), config.bootstrap_token.as_deref()).await?;
@@ -166,6 +175,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(cluster::watch(self.state.clone(), stop_rx.clone()));
         let maintenance = tokio::spawn(maintenance_loop(self.state.clone(), stop_rx));
         let app = router(self.state.clone());
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -176,6 +186,7 @@ impl Server {
         let result = served.await.map_err(|e| StartError::Other(format!("server error: {e}")));
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
+        let _ = watcher.await;
         result
     }
 }
@@ -226,6 +237,8 @@ async fn timed(state: &AppState, req: axum::extract::Request, next: axum::middle
 /// Creates the first admin token on a fresh install. Returns the secret when it was created
 /// here from a random value (the caller prints it once); nothing is returned otherwise.
 async fn bootstrap(store: &dyn MetaStore, from_env: Option<&str>) -> Result<Option<String>, StartError> {
+    // Instances starting together on a new shared database: one bootstraps, the others wait.
+    let _lock = store.lock_app("(bootstrap)").await?;
     if store.get_setting("bootstrapped").await?.is_some() {
         return Ok(None);
     }
