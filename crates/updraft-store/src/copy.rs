@@ -36,7 +36,7 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore) -> Result<Vec<
         for row in &rows {
             let cols: Vec<String> = row.columns().iter().map(|c| c.name().to_owned()).collect();
             let mut values = Vec::with_capacity(cols.len());
-            for i in 0..cols.len() {
+            for (i, col) in cols.iter().enumerate() {
                 let raw = row.try_get_raw(i)?;
                 let v = if raw.is_null() {
                     Value::Null
@@ -45,7 +45,7 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore) -> Result<Vec<
                         "INTEGER" => Value::Int(row.try_get(i)?),
                         "BLOB" => Value::Blob(row.try_get(i)?),
                         "TEXT" => Value::Text(row.try_get(i)?),
-                        other => return Err(StoreError::Corrupt(format!("{table}.{}: unexpected SQLite type {other}", cols[i]))),
+                        other => return Err(StoreError::Corrupt(format!("{table}.{col}: unexpected SQLite type {other}"))),
                     }
                 };
                 values.push(v);
