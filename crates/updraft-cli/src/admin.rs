@@ -44,6 +44,15 @@ pub enum AppCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Print the app's Sentry DSN, for crash and session reporting.
+    #[command(
+        after_help = "Example:\n  updraft app dsn my-app\n  # Python: sentry_sdk.init(dsn=\"$(updraft app dsn my-app)\", release=\"my-app@1.4.0\")"
+    )]
+    Dsn {
+        app: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -279,7 +288,7 @@ fn file_chunks(
     })
 }
 
-fn print(conn: &Conn, value: &Value, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(conn: &Conn, value: &Value, human: impl FnOnce(&Value) -> String) {
     if conn.json {
         println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     } else {
@@ -300,7 +309,7 @@ fn release_line(r: &Value) -> String {
 }
 
 /// Path segments are validated by the server; here they are only escaped.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-._+".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
@@ -326,6 +335,10 @@ pub async fn run_app(cmd: AppCmd) -> anyhow::Result<i32> {
                     .map(|a| a.iter().map(|x| x["id"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>().join("\n"))
                     .unwrap_or_default()
             });
+        }
+        AppCmd::Dsn { app, conn } => {
+            let v = Api::new(&conn)?.get(&format!("/apps/{}/dsn", seg(&app))).await?;
+            print(&conn, &v, |v| v["dsn"].as_str().unwrap_or("").to_owned());
         }
     }
     Ok(crate::exit::OK)

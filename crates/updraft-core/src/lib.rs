@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod ids;
+pub mod ingest;
 pub mod rollout;
 pub mod tuf;
 pub mod version;

@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 mod extract;
 mod http_blob;
+pub mod ingest;
 pub mod key_ops;
 pub mod keystore;
 pub mod metrics;
@@ -83,6 +84,12 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", post(routes::admin::create_token).get(routes::admin::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(routes::admin::revoke_token))
         .route("/audit", get(routes::admin::list_audit))
+        .route("/apps/{app}/dsn", get(ingest::admin::get_dsn))
+        .route("/apps/{app}/retention", put(ingest::admin::set_retention))
+        .route("/apps/{app}/health", get(ingest::admin::get_health))
+        .route("/apps/{app}/issues", get(ingest::admin::list_issues))
+        .route("/apps/{app}/issues/{id}/events", get(ingest::admin::list_events))
+        .route("/apps/{app}/privacy/erase", post(ingest::admin::erase))
         .route("/apps/{app}/keys", get(routes::keys::list_keys))
         .route("/apps/{app}/keys/rotate", post(routes::keys::rotate_keys))
         .route("/apps/{app}/keys/root/export", post(routes::keys::export_root))
@@ -93,6 +100,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blobs/{sha256}", get(routes::public::get_blob))
         .route("/tuf/{app}/metadata/{file}", get(routes::public::get_metadata))
         .route("/tuf/{app}/targets/{*path}", get(routes::public::get_target))
+        .route("/api/{project_id}/envelope/", post(ingest::envelope_endpoint))
+        .route("/api/{project_id}/store/", post(ingest::store_endpoint))
         .route("/compat/tauri/{app}/{channel}/{target}/{arch}/{current_version}", get(compat::tauri::check))
         .route("/compat/tauri/{app}/{channel}/latest.json", get(compat::tauri::latest_json))
         .route("/compat/tauri/{app}/minisign.pub", get(compat::tauri::pubkey))
@@ -266,6 +275,12 @@ async fn maintenance_loop(state: AppState, mut stop: tokio::sync::watch::Receive
             Err(e) => tracing::error!(error = %e.message, "metadata refresh failed"),
         }
         state.limits.sweep();
+        state.ingest.sweep();
+        match ingest::admin::apply_retention(&state, time::OffsetDateTime::now_utc()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "deleted crash and session data past retention"),
+            Err(e) => tracing::error!(error = %e, "retention pass failed"),
+        }
         if let Err(e) = state.blobs.sweep_stale_uploads(24 * 3600).await {
             tracing::warn!(error = %e, "stale upload sweep failed");
         }

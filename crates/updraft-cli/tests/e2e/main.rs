@@ -9,6 +9,7 @@ mod client;
 mod compat;
 mod crash;
 mod harness;
+mod ingest;
 mod interop;
 mod keys;
 mod publish;
