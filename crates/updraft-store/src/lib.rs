@@ -13,13 +13,16 @@
 
 mod blobs;
 mod error;
+mod health;
 pub mod keys;
 mod meta;
 mod model;
 mod sqlite;
+mod sqlite_health;
 
 pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
+pub use health::{HealthSettingsRow, HealthStore, ScheduleRow, ScheduleState};
 pub use meta::MetaStore;
 pub use model::*;
 pub use sqlite::SqliteStore;

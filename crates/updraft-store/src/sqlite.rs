@@ -14,11 +14,14 @@ use tokio::sync::Mutex;
 use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, MetadataRow, ReleaseRow, ReleaseState, StoreError, TokenRow};
 
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (4, include_str!("../migrations/sqlite/0004_health.sql")),
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    write: Mutex<()>,
+    pub(crate) write: Mutex<()>,
 }
 
 impl SqliteStore {
@@ -41,7 +44,7 @@ impl SqliteStore {
     }
 }
 
-fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+pub(crate) fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
     let v: i64 = row.try_get(col)?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
 }
@@ -89,7 +92,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreError> {
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
@@ -119,7 +122,7 @@ async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreErr
     Ok(())
 }
 
-async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Result<(), StoreError> {
+pub(crate) async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Result<(), StoreError> {
     for r in &changes.releases {
         sqlx::query(
             "INSERT INTO releases (app, version, channel, notes, state, rollout_bp, salt, created_at, published_at)
