@@ -13,16 +13,16 @@
 
 mod blobs;
 mod error;
-mod health;
+mod rollouts;
 pub mod keys;
 mod meta;
 mod model;
 mod sqlite;
-mod sqlite_health;
+mod sqlite_rollouts;
 
 pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
-pub use health::{HealthSettingsRow, HealthStore, ScheduleRow, ScheduleState};
+pub use rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 pub use meta::MetaStore;
 pub use model::*;
 pub use sqlite::SqliteStore;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::{AppRow, AuditRow, Changeset, MetadataRow, ReleaseRow, StoreError, TokenRow};
 
 #[async_trait]
-pub trait MetaStore: crate::HealthStore + Send + Sync + 'static {
+pub trait MetaStore: crate::RolloutStore + Send + Sync + 'static {
     /// Brings the schema to the newest version; safe to call on every start.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Cheap round trip, for `/readyz`.

@@ -16,7 +16,7 @@ use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, Met
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
-    (4, include_str!("../migrations/sqlite/0004_health.sql")),
+    (4, include_str!("../migrations/sqlite/0004_rollouts.sql")),
 ];
 
 pub struct SqliteStore {

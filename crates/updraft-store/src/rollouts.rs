@@ -1,6 +1,6 @@
 //! Storage for health-gated rollouts: a release's rollout schedule and where it stands, an
 //! app's halt rules and webhook, and the yanked releases whose clients are offered a downgrade.
-//! [`HealthStore`] is a supertrait of [`crate::MetaStore`], so every metadata store has it.
+//! [`RolloutStore`] is a supertrait of [`crate::MetaStore`], so every metadata store has it.
 
 use async_trait::async_trait;
 
@@ -64,7 +64,7 @@ pub struct HealthSettingsRow {
 }
 
 #[async_trait]
-pub trait HealthStore {
+pub trait RolloutStore {
     async fn get_health_settings(&self, app: &str) -> Result<Option<HealthSettingsRow>, StoreError>;
     /// Inserts or replaces an app's settings, with the audit event, in one transaction.
     async fn put_health_settings(&self, row: &HealthSettingsRow, audit: &AuditEntry) -> Result<(), StoreError>;

@@ -1,4 +1,4 @@
-//! [`HealthStore`] for SQLite: schedules, halt rules and webhooks, downgrade offers. Writes take
+//! [`RolloutStore`] for SQLite: schedules, halt rules and webhooks, downgrade offers. Writes take
 //! the store's writer lock and run as one transaction each, like every other write.
 
 use async_trait::async_trait;
@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::sqlite::{u64_col, write_changes};
-use crate::{AuditEntry, Changeset, HealthSettingsRow, HealthStore, ScheduleRow, ScheduleState, SqliteStore, StoreError};
+use crate::{AuditEntry, Changeset, HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState, SqliteStore, StoreError};
 
 fn schedule_from_row(row: &SqliteRow) -> Result<ScheduleRow, StoreError> {
     let state: String = row.try_get("state")?;
@@ -23,7 +23,7 @@ fn schedule_from_row(row: &SqliteRow) -> Result<ScheduleRow, StoreError> {
 }
 
 #[async_trait]
-impl HealthStore for SqliteStore {
+impl RolloutStore for SqliteStore {
     async fn get_health_settings(&self, app: &str) -> Result<Option<HealthSettingsRow>, StoreError> {
         let row = sqlx::query("SELECT * FROM health_settings WHERE app = ?").bind(app).fetch_optional(self.pool()).await?;
         row.map(|r| {
