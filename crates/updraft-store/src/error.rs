@@ -21,6 +21,9 @@ pub enum StoreError {
     Key { path: PathBuf, reason: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An argument the caller passed is malformed (e.g. a timestamp).
+    #[error("invalid input: {0}")]
+    Invalid(String),
 }
 
 /// What is wrong with an upload; each maps to a stable API error code.

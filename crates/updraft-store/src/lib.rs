@@ -13,15 +13,18 @@
 
 mod blobs;
 mod error;
+pub mod health;
 mod rollouts;
 pub mod keys;
 mod meta;
 mod model;
 mod sqlite;
+mod sqlite_health;
 mod sqlite_rollouts;
 
 pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
+pub use health::HealthStore;
 pub use rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 pub use meta::MetaStore;
 pub use model::*;

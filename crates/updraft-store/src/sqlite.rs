@@ -16,6 +16,7 @@ use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, Met
 /// Schema migrations, applied in order, each once. The same list will serve PostgreSQL.
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (3, include_str!("../migrations/sqlite/0003_ingest.sql")),
     (4, include_str!("../migrations/sqlite/0004_rollouts.sql")),
 ];
 
@@ -94,7 +95,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
-async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreError> {
+pub(crate) async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreError> {
     let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let prev = prev.unwrap_or_else(|| updraft_core::audit::GENESIS.to_owned());
     let at = crate::now_rfc3339();

@@ -142,9 +142,15 @@ fn format_time(t: OffsetDateTime) -> String {
 }
 
 async fn counts(state: &AppState, app: &AppId, version: &str, platform: &str, since: &str) -> ApiResult<HealthCounts> {
-    // PRE-MERGE STUB: replaced by the ingest store's release_health once it is on main.
-    let _ = (state, app, version, platform, since);
-    Ok(HealthCounts::default())
+    let c = state.store.release_health(app.as_str(), version, Some(platform), since).await?;
+    Ok(HealthCounts {
+        sessions: c.sessions,
+        crashed_sessions: c.crashed_sessions,
+        clients: c.clients,
+        crashed_clients: c.crashed_clients,
+        installs: c.installs,
+        failed_installs: c.failed_installs,
+    })
 }
 
 /// Judges `release` against its baseline on each of its platforms.
