@@ -7,6 +7,7 @@ mod audit_cmd;
 mod client_cmd;
 mod exit;
 mod keys_cmd;
+mod rollout_cmd;
 mod serve;
 mod slo;
 
