@@ -7,6 +7,7 @@ mod bad_input;
 mod client;
 mod crash;
 mod harness;
+mod health;
 mod interop;
 mod keys;
 mod publish;
