@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property and end-to-end tests (real `updraft` servers on random
-# loopback ports, real SQLite, real files). This is the command the README gives and CI runs.
+# loopback ports, real SQLite and PostgreSQL, real files and S3). This is the command the README gives and CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-softhsm.sh  # PKCS#11 signing tests run against a real SoftHSM2 token
+# PostgreSQL on 127.0.0.1:5432 and an S3-compatible server (moto), or a loud failure: the
+# PostgreSQL + S3 tests never skip themselves.
+. scripts/services.sh
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Property tests: a fixed, moderate case count keeps the run repeatable in time.

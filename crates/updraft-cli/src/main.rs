@@ -30,6 +30,11 @@ enum Command {
         after_help = "Example:\n  updraft serve                       # ./updraft-data, 127.0.0.1:8080\n  updraft serve --data /var/lib/updraft --listen 0.0.0.0:8080"
     )]
     Serve(serve::ServeArgs),
+    /// Bring the metadata database's schema up to date (serve also does this on start).
+    #[command(
+        after_help = "Example:\n  updraft migrate --database postgres://updraft@db.internal/updraft\n  UPDRAFT_DATABASE=sqlite:///var/lib/updraft/updraft.db updraft migrate --json"
+    )]
+    Migrate(serve::MigrateArgs),
     /// Manage apps.
     #[command(subcommand)]
     App(admin::AppCmd),
@@ -68,6 +73,7 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Migrate(args) => serve::migrate(args).await,
             Command::App(cmd) => admin::run_app(cmd).await,
             Command::Release(cmd) => admin::run_release(cmd).await,
             Command::Rollout(cmd) => admin::run_rollout(cmd).await,

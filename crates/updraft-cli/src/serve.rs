@@ -12,6 +12,9 @@ pub struct ServeArgs {
     /// Data directory (SQLite database, blobs, keys, trust roots) [default: ./updraft-data].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Metadata database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA/updraft.db].
+    #[arg(long)]
+    database: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<String>,
@@ -28,13 +31,9 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     init_logging(args.log_json);
-    let flags = RawConfig { data: args.data, listen: args.listen, public_url: args.public_url, ..Default::default() };
-    let env = RawConfig::from_env(|k| std::env::var(k).ok()).map_err(join_errors)?;
-    let file = match &args.config {
-        Some(path) => RawConfig::from_toml_file(path)?,
-        None => RawConfig::default(),
-    };
-    let config = flags.over(env).over(file).validate().map_err(join_errors)?;
+    let flags =
+        RawConfig { data: args.data, database: args.database, listen: args.listen, public_url: args.public_url, ..Default::default() };
+    let config = layered(flags, args.config.as_deref())?;
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await.context("cannot start the server")?;
     let addr = server.local_addr();
@@ -45,6 +44,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     }
     println!("updraft listening on http://{addr} (data in {})", data_dir.display());
     server.run(shutdown_signal()).await?;
+    Ok(crate::exit::OK)
+}
+
+/// Flags over `UPDRAFT_*` over the TOML file, validated.
+fn layered(flags: RawConfig, file: Option<&std::path::Path>) -> anyhow::Result<updraft_server::Config> {
+    let env = RawConfig::from_env(|k| std::env::var(k).ok()).map_err(join_errors)?;
+    let file = match file {
+        Some(path) => RawConfig::from_toml_file(path)?,
+        None => RawConfig::default(),
+    };
+    flags.over(env).over(file).validate().map_err(join_errors)
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// Data directory, for the default SQLite database [default: ./updraft-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Metadata database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA/updraft.db].
+    #[arg(long)]
+    database: Option<String>,
+    /// TOML configuration file, as for `serve`.
+    #[arg(long, env = "UPDRAFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `updraft migrate`: brings the database schema to this binary's version, as `serve` does
+/// on start (safe to run again, and while other instances run).
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<i32> {
+    let flags = RawConfig { data: args.data, database: args.database, ..Default::default() };
+    let config = layered(flags, args.config.as_deref())?;
+    let store = config.database.open().await.map_err(|e| {
+        crate::exit::coded(crate::exit::UNREACHABLE, format!("cannot open the database {}: {e}", config.database.redacted()))
+    })?;
+    store.migrate().await.map_err(|e| anyhow::anyhow!("migrating {}: {e}", config.database.redacted()))?;
+    if args.json {
+        println!("{}", serde_json::json!({"database": config.database.redacted(), "migrated": true}));
+    } else {
+        println!("{}: schema is current", config.database.redacted());
+    }
     Ok(crate::exit::OK)
 }
 

@@ -12,6 +12,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub data: Option<PathBuf>,
+    /// Metadata database URL: `sqlite://PATH` (default `sqlite://DATA/updraft.db`) or
+    /// `postgres://…` (shared by any number of instances).
+    pub database: Option<String>,
+
     pub listen: Option<String>,
     /// Base URL clients reach this server at; download URLs in update answers start with it.
     pub public_url: Option<String>,
@@ -104,6 +108,8 @@ impl RawConfig {
             admin_rate_limit: num("UPDRAFT_ADMIN_RATE_LIMIT"),
             auth_failure_rate_limit: num("UPDRAFT_AUTH_FAILURE_RATE_LIMIT"),
             data: get("UPDRAFT_DATA").map(PathBuf::from),
+            database: get("UPDRAFT_DATABASE").filter(|v| !v.is_empty()),
+
             listen: get("UPDRAFT_LISTEN"),
             public_url: get("UPDRAFT_PUBLIC_URL"),
             bootstrap_token: get("UPDRAFT_BOOTSTRAP_TOKEN"),
@@ -122,6 +128,8 @@ impl RawConfig {
     pub fn over(self, lower: RawConfig) -> RawConfig {
         RawConfig {
             data: self.data.or(lower.data),
+            database: self.database.or(lower.database),
+
             listen: self.listen.or(lower.listen),
             public_url: self.public_url.or(lower.public_url),
             max_upload_bytes: self.max_upload_bytes.or(lower.max_upload_bytes),
@@ -190,8 +198,17 @@ impl RawConfig {
                 bad("bootstrap_token", "must be at least 16 printable characters without spaces".into());
             }
         }
+        let data_dir = self.data.unwrap_or_else(|| PathBuf::from("updraft-data"));
+        let database = match self.database.as_deref() {
+            None => updraft_store::DatabaseUrl::Sqlite(data_dir.join("updraft.db")),
+            Some(url) => updraft_store::DatabaseUrl::parse(url).unwrap_or_else(|e| {
+                bad("database", e);
+                updraft_store::DatabaseUrl::Sqlite(data_dir.join("updraft.db"))
+            }),
+        };
         let config = Config {
-            data_dir: self.data.unwrap_or_else(|| PathBuf::from("updraft-data")),
+            data_dir,
+            database,
             listen,
             public_url,
             max_upload_bytes,
@@ -232,6 +249,8 @@ pub struct Lifetimes {
 #[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    pub database: updraft_store::DatabaseUrl,
+
     pub listen: SocketAddr,
     /// `None`: derived from the bound address.
     pub public_url: Option<String>,
@@ -257,6 +276,7 @@ impl std::fmt::Debug for Config {
         // Secrets are never printed.
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
+            .field("database", &self.database.redacted())
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)

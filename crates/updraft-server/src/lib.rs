@@ -30,7 +30,6 @@ pub mod view;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderName, StatusCode};
@@ -41,7 +40,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 pub use config::{Config, RawConfig};
 use error::ApiError;
 use state::AppState;
-use updraft_store::{BlobStore, MetaStore, SqliteStore, TokenRow};
+use updraft_store::{BlobStore, MetaStore, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -122,9 +121,8 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir { path: data.clone(), source })?;
-        let store = SqliteStore::open(&data.join("updraft.db")).await?;
+        let store = config.database.open().await?;
         store.migrate().await?;
-        let store: Arc<dyn MetaStore> = Arc::new(store);
         let blobs = BlobStore::open(&data.join("blobs")).await?;
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
             .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() });

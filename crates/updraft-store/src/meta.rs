@@ -40,4 +40,41 @@ pub trait MetaStore: crate::HealthStore + crate::RolloutStore + Send + Sync + 's
     async fn append_audit(&self, entry: &crate::AuditEntry) -> Result<(), StoreError>;
     /// Audit events with `seq > after`, oldest first, at most `limit`.
     async fn list_audit(&self, app: Option<&str>, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// An app's signing-key files as kept in the database, by file name, exactly as they are
+    /// on disk (encrypted when a key passphrase is set). Used by stores several instances share.
+    async fn key_files(&self, app: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Makes the app's stored key files exactly `files`, in one transaction.
+    async fn set_key_files(&self, app: &str, files: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+    /// Each app's newest timestamp metadata version: a cheap fingerprint of every app's signed
+    /// state, polled by instances sharing the store as a fallback to change notifications.
+    async fn app_heads(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Whether several server instances may share this store (PostgreSQL). Then signing keys
+    /// live in the database, changes are signalled to the other instances, and the app lock is
+    /// taken in the database as well as in the process.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the database-wide lock of an app (held until the guard is dropped), so changes
+    /// to one app from different instances are serialized. Nothing for single-instance stores.
+    async fn lock_app(&self, _app: &str) -> Result<AppLock, StoreError> {
+        Ok(AppLock::default())
+    }
+    /// Ids of apps changed by any instance, as their transactions commit (PostgreSQL
+    /// `LISTEN/NOTIFY`); `None` when the store has no such signal. Notifications can be lost
+    /// across a reconnect, so callers also poll [`MetaStore::app_heads`].
+    async fn watch(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A held database-wide app lock; dropping it releases the lock.
+#[derive(Default)]
+pub struct AppLock(pub(crate) Option<Box<dyn Send + Sync>>);
+
+impl std::fmt::Debug for AppLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppLock").field("held", &self.0.is_some()).finish()
+    }
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::backend::{pg_database, psql};
+
 pub const TOKEN: &str = "updraft_e2e_bootstrap_token_0123456789";
 
 pub fn bin() -> &'static str {

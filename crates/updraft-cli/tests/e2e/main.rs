@@ -3,6 +3,7 @@
 //! time down.
 
 mod auth_matrix;
+mod backend;
 mod bad_input;
 mod client;
 mod crash;
@@ -12,5 +13,6 @@ mod interop;
 mod keys;
 mod publish;
 mod rollout;
+mod scale;
 mod security;
 mod slo;

@@ -167,6 +167,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn every_command_has_help_with_an_example() {
     let commands: &[&[&str]] = &[
         &["serve"],
+        &["migrate"],
         &["app", "create"],
         &["app", "list"],
         &["release", "publish"],

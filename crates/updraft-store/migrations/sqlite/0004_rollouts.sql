@@ -2,7 +2,7 @@ CREATE TABLE rollout_schedules (
     app TEXT NOT NULL,
     version TEXT NOT NULL,
     schedule TEXT NOT NULL,
-    step INTEGER NOT NULL,
+    step BIGINT NOT NULL,
     step_started_at TEXT NOT NULL,
     state TEXT NOT NULL,
     evidence TEXT,

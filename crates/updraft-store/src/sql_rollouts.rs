@@ -1,14 +1,15 @@
-//! [`RolloutStore`] for SQLite: schedules, halt rules and webhooks, downgrade offers. Writes take
-//! the store's writer lock and run as one transaction each, like every other write.
+//! [`RolloutStore`](crate::RolloutStore) for both SQL stores, written once (see `sql.rs` for
+//! how): schedules, halt rules and webhooks, downgrade offers. Every write is the store's one
+//! writer transaction, and a write that changes releases announces the app (`changed`) so other
+//! instances rebuild their update views.
 
-use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+macro_rules! rollout_store_sql {
+    ($store:ty, $row:ty) => {
+mod rollout_sql {
+use super::*;
+use crate::rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 
-use crate::sqlite::{u64_col, write_changes};
-use crate::{AuditEntry, Changeset, HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState, SqliteStore, StoreError};
-
-fn schedule_from_row(row: &SqliteRow) -> Result<ScheduleRow, StoreError> {
+fn schedule_from_row(row: &$row) -> Result<ScheduleRow, StoreError> {
     let state: String = row.try_get("state")?;
     Ok(ScheduleRow {
         app: row.try_get("app")?,
@@ -23,9 +24,9 @@ fn schedule_from_row(row: &SqliteRow) -> Result<ScheduleRow, StoreError> {
 }
 
 #[async_trait]
-impl RolloutStore for SqliteStore {
+impl RolloutStore for $store {
     async fn get_health_settings(&self, app: &str) -> Result<Option<HealthSettingsRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM health_settings WHERE app = ?").bind(app).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM health_settings WHERE app = $1").bind(app).fetch_optional(self.pool()).await?;
         row.map(|r| {
             Ok(HealthSettingsRow {
                 app: r.try_get("app")?,
@@ -39,10 +40,9 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn put_health_settings(&self, row: &HealthSettingsRow, audit: &AuditEntry) -> Result<(), StoreError> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
+        let (_w, mut tx) = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO health_settings (app, rules, webhook_url, webhook_format, updated_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO health_settings (app, rules, webhook_url, webhook_format, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (app) DO UPDATE SET rules = excluded.rules, webhook_url = excluded.webhook_url,
                webhook_format = excluded.webhook_format, updated_at = excluded.updated_at",
         )
@@ -59,7 +59,7 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn get_schedule(&self, app: &str, version: &str) -> Result<Option<ScheduleRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = ? AND version = ?")
+        let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
             .bind(app)
             .bind(version)
             .fetch_optional(self.pool())
@@ -68,7 +68,7 @@ impl RolloutStore for SqliteStore {
     }
 
     async fn list_schedules(&self, state: ScheduleState) -> Result<Vec<ScheduleRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM rollout_schedules WHERE state = ? ORDER BY updated_at, app, version")
+        let rows = sqlx::query("SELECT * FROM rollout_schedules WHERE state = $1 ORDER BY updated_at, app, version")
             .bind(state.as_str())
             .fetch_all(self.pool())
             .await?;
@@ -82,22 +82,22 @@ impl RolloutStore for SqliteStore {
         s: &ScheduleRow,
         expect: Option<(u32, ScheduleState)>,
     ) -> Result<(), StoreError> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
+        let (_w, mut tx) = self.begin_write().await?;
         if let Some((step, state)) = expect {
-            let now: Option<(i64, String)> = sqlx::query_as("SELECT step, state FROM rollout_schedules WHERE app = ? AND version = ?")
+            let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
                 .bind(app)
                 .bind(&s.version)
                 .fetch_optional(&mut *tx)
                 .await?;
-            if now != Some((i64::from(step), state.as_str().to_owned())) {
+            let now = row.as_ref().map(schedule_from_row).transpose()?.map(|r| (r.step, r.state));
+            if now != Some((step, state)) {
                 return Err(StoreError::Conflict(format!("the schedule of {app} {} moved meanwhile", s.version)));
             }
         }
         write_changes(&mut tx, app, changes).await?;
         sqlx::query(
             "INSERT INTO rollout_schedules (app, version, schedule, step, step_started_at, state, evidence, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (app, version) DO UPDATE SET schedule = excluded.schedule, step = excluded.step,
                step_started_at = excluded.step_started_at, state = excluded.state, evidence = excluded.evidence,
                updated_at = excluded.updated_at",
@@ -112,48 +112,57 @@ impl RolloutStore for SqliteStore {
         .bind(&s.updated_at)
         .execute(&mut *tx)
         .await?;
+        if !changes.releases.is_empty() || !changes.metadata.is_empty() {
+            self.changed(&mut tx, app).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_downgrades(&self, app: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT version FROM release_downgrades WHERE app = ? ORDER BY version")
+        Ok(sqlx::query_scalar("SELECT version FROM release_downgrades WHERE app = $1 ORDER BY version")
             .bind(app)
             .fetch_all(self.pool())
             .await?)
     }
 
     async fn apply_with_downgrade(&self, app: &str, changes: &Changeset, version: &str) -> Result<(), StoreError> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
+        let (_w, mut tx) = self.begin_write().await?;
         write_changes(&mut tx, app, changes).await?;
-        sqlx::query("INSERT INTO release_downgrades (app, version, created_at) VALUES (?, ?, ?) ON CONFLICT (app, version) DO NOTHING")
-            .bind(app)
-            .bind(version)
-            .bind(crate::now_rfc3339())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO release_downgrades (app, version, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (app, version) DO NOTHING",
+        )
+        .bind(app)
+        .bind(version)
+        .bind(crate::now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        self.changed(&mut tx, app).await?;
         tx.commit().await?;
         Ok(())
     }
 }
+}
+    };
+}
 
+pub(crate) use rollout_store_sql;
+
+/// Behaviour both stores must show, run against each (`sqlite.rs`, `postgres.rs` tests).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{AppRow, MetaStore, ReleaseRow, ReleaseState};
+pub(crate) mod conformance {
+    use crate::{
+        AppRow, AuditEntry, Changeset, HealthSettingsRow, MetaStore, ReleaseRow, ReleaseState, ScheduleRow, ScheduleState, StoreError,
+    };
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        s.migrate().await.unwrap();
-        s.create_app(&AppRow { id: "a".into(), created_at: crate::now_rfc3339() }, &Changeset::default()).await.unwrap();
-        (dir, s)
+    async fn with_app(s: &dyn MetaStore) {
+        s.create_app(&AppRow { id: "r".into(), created_at: crate::now_rfc3339() }, &Changeset::default()).await.unwrap();
     }
 
     fn release(bp: u32) -> ReleaseRow {
         ReleaseRow {
-            app: "a".into(),
+            app: "r".into(),
             version: "2.0.0".into(),
             channel: "stable".into(),
             notes: None,
@@ -168,7 +177,7 @@ mod tests {
 
     fn schedule(step: u32, state: ScheduleState) -> ScheduleRow {
         ScheduleRow {
-            app: "a".into(),
+            app: "r".into(),
             version: "2.0.0".into(),
             schedule: "1%:1h,100%".into(),
             step,
@@ -179,43 +188,42 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_schedule_moves_with_its_release_or_not_at_all() {
-        let (_d, s) = store().await;
-        s.apply_schedule("a", &Changeset { releases: vec![release(100)], ..Default::default() }, &schedule(0, ScheduleState::Active), None)
-            .await
-            .unwrap();
+    pub async fn a_schedule_moves_with_its_release_or_not_at_all(s: &dyn MetaStore) {
+        with_app(s).await;
+        let first = Changeset { releases: vec![release(100)], ..Default::default() };
+        s.apply_schedule("r", &first, &schedule(0, ScheduleState::Active), None).await.unwrap();
         assert_eq!(s.list_schedules(ScheduleState::Active).await.unwrap(), vec![schedule(0, ScheduleState::Active)]);
         // Two instances advance from step 0: the first wins, the second writes nothing.
         let step1 = Changeset { releases: vec![release(10_000)], ..Default::default() };
-        s.apply_schedule("a", &step1, &schedule(1, ScheduleState::Completed), Some((0, ScheduleState::Active))).await.unwrap();
+        s.apply_schedule("r", &step1, &schedule(1, ScheduleState::Completed), Some((0, ScheduleState::Active))).await.unwrap();
         let late = Changeset { releases: vec![release(5_000)], ..Default::default() };
-        let e = s.apply_schedule("a", &late, &schedule(1, ScheduleState::Active), Some((0, ScheduleState::Active))).await;
+        let e = s.apply_schedule("r", &late, &schedule(1, ScheduleState::Active), Some((0, ScheduleState::Active))).await;
         assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
-        assert_eq!(s.list_releases("a").await.unwrap()[0].rollout_bp, 10_000);
-        assert_eq!(s.get_schedule("a", "2.0.0").await.unwrap().unwrap().state, ScheduleState::Completed);
+        assert_eq!(s.list_releases("r").await.unwrap()[0].rollout_bp, 10_000);
+        assert_eq!(s.get_schedule("r", "2.0.0").await.unwrap().unwrap().state, ScheduleState::Completed);
         assert!(s.list_schedules(ScheduleState::Active).await.unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn settings_and_downgrades_round_trip() {
-        let (_d, s) = store().await;
-        assert_eq!(s.get_health_settings("a").await.unwrap(), None);
+    pub async fn settings_and_downgrades_round_trip(s: &dyn MetaStore) {
+        with_app(s).await;
+        assert_eq!(s.get_health_settings("r").await.unwrap(), None);
         let row = HealthSettingsRow {
-            app: "a".into(),
+            app: "r".into(),
             rules: Some("{}".into()),
             webhook_url: Some("http://127.0.0.1:1/hook".into()),
             webhook_format: "slack".into(),
             updated_at: crate::now_rfc3339(),
         };
-        let audit = AuditEntry { actor: "t".into(), action: "x".into(), app: Some("a".into()), detail: serde_json::json!({}), request_id: None };
+        let audit =
+            AuditEntry { actor: "t".into(), action: "x".into(), app: Some("r".into()), detail: serde_json::json!({}), request_id: None };
         s.put_health_settings(&row, &audit).await.unwrap();
         s.put_health_settings(&row, &audit).await.unwrap();
-        assert_eq!(s.get_health_settings("a").await.unwrap(), Some(row));
-        assert_eq!(s.list_audit(Some("a"), 0, 10).await.unwrap().len(), 2);
+        assert_eq!(s.get_health_settings("r").await.unwrap(), Some(row));
+        assert_eq!(s.list_audit(Some("r"), 0, 10).await.unwrap().len(), 2);
         let mut yanked = release(10_000);
         yanked.state = ReleaseState::Yanked;
-        s.apply_with_downgrade("a", &Changeset { releases: vec![yanked], ..Default::default() }, "2.0.0").await.unwrap();
-        assert_eq!(s.list_downgrades("a").await.unwrap(), vec!["2.0.0".to_owned()]);
+        s.apply_with_downgrade("r", &Changeset { releases: vec![yanked.clone()], ..Default::default() }, "2.0.0").await.unwrap();
+        s.apply_with_downgrade("r", &Changeset { releases: vec![yanked], ..Default::default() }, "2.0.0").await.unwrap();
+        assert_eq!(s.list_downgrades("r").await.unwrap(), vec!["2.0.0".to_owned()]);
     }
 }

@@ -1,17 +1,16 @@
-//! [`HealthStore`] for SQLite: ingest batches are one transaction each call, however many
-//! envelopes they hold (the server's writer task batches them), so a write costs one fsync.
+//! [`HealthStore`] for both SQL stores, written once (see `sql.rs` for how): ingest batches
+//! are one transaction each call, however many envelopes they hold (the server's writer task
+//! batches them), so a write costs one fsync. Sums are cast to `BIGINT` and upserts name their
+//! table, so the same SQL runs on SQLite and PostgreSQL.
 
-use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
+macro_rules! health_store_sql {
+    ($store:ty, $row:ty) => {
+mod health_sql {
+use super::*;
 use crate::health::{
     normalize_since, Erased, EventRow, HealthBucket, HealthCounts, HealthStore, IngestBatch, IngestOutcome, IngestProject, IssueRow,
 };
-use crate::sqlite::{append_audit_tx, u64_col, Tx};
-use crate::{AuditEntry, SqliteStore, StoreError};
-
-fn project_from_row(r: &SqliteRow) -> Result<IngestProject, StoreError> {
+fn project_from_row(r: &$row) -> Result<IngestProject, StoreError> {
     Ok(IngestProject {
         project_id: r.try_get("project_id")?,
         app: r.try_get("app")?,
@@ -22,7 +21,7 @@ fn project_from_row(r: &SqliteRow) -> Result<IngestProject, StoreError> {
     })
 }
 
-fn issue_from_row(r: &SqliteRow) -> Result<IssueRow, StoreError> {
+fn issue_from_row(r: &$row) -> Result<IssueRow, StoreError> {
     Ok(IssueRow {
         id: r.try_get("id")?,
         fingerprint: r.try_get("fingerprint")?,
@@ -42,7 +41,7 @@ fn i64_of(v: u64) -> i64 {
 async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<IngestOutcome, StoreError> {
     let mut out = IngestOutcome::default();
     for e in &b.events {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM events WHERE app = ? AND event_id = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM events WHERE app = $1 AND event_id = $2")
             .bind(app)
             .bind(&e.event_id)
             .fetch_optional(&mut **tx)
@@ -52,7 +51,7 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
             continue;
         }
         let issue_id: i64 = sqlx::query_scalar(
-            "INSERT INTO issues (app, fingerprint, title, exc_type, level, first_seen, last_seen, events) VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+            "INSERT INTO issues (app, fingerprint, title, exc_type, level, first_seen, last_seen, events) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
              ON CONFLICT (app, fingerprint) DO UPDATE SET last_seen = excluded.last_seen, events = issues.events + 1,
                level = excluded.level
              RETURNING id",
@@ -68,7 +67,7 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
         .await?;
         sqlx::query(
             "INSERT INTO events (app, event_id, issue_id, received_at, timestamp, release, version, environment, platform, level,
-               exc_type, message, client_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               exc_type, message, client_hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(app)
         .bind(&e.event_id)
@@ -92,7 +91,7 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
         let (mut started, mut crashed, mut abnormal) = (s.started, s.crashed, s.abnormal);
         if let Some(sid) = &s.sid {
             // 0 = seen, 1 = crashed/abnormal. Repeats of a start or a crash count once.
-            let prev: Option<i64> = sqlx::query_scalar("SELECT crashed FROM session_ids WHERE app = ? AND sid = ?")
+            let prev: Option<i64> = sqlx::query_scalar("SELECT crashed FROM session_ids WHERE app = $1 AND sid = $2")
                 .bind(app)
                 .bind(sid)
                 .fetch_optional(&mut **tx)
@@ -106,7 +105,7 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
             }
             let now_crashed = prev == Some(1) || crashed + abnormal > 0;
             sqlx::query(
-                "INSERT INTO session_ids (app, sid, client_hash, crashed, updated_at) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO session_ids (app, sid, client_hash, crashed, updated_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (app, sid) DO UPDATE SET crashed = excluded.crashed, updated_at = excluded.updated_at",
             )
             .bind(app)
@@ -120,10 +119,10 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
         if started + crashed + abnormal + s.errored > 0 {
             sqlx::query(
                 "INSERT INTO session_buckets (app, version, platform, environment, hour, started, crashed, abnormal, errored)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (app, version, platform, environment, hour) DO UPDATE SET
-                   started = started + excluded.started, crashed = crashed + excluded.crashed,
-                   abnormal = abnormal + excluded.abnormal, errored = errored + excluded.errored",
+                   started = session_buckets.started + excluded.started, crashed = session_buckets.crashed + excluded.crashed,
+                   abnormal = session_buckets.abnormal + excluded.abnormal, errored = session_buckets.errored + excluded.errored",
             )
             .bind(app)
             .bind(&s.version)
@@ -141,9 +140,9 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
             let crashed_at = (crashed + abnormal > 0).then_some(s.at.as_str());
             sqlx::query(
                 "INSERT INTO session_clients (app, version, platform, client_hash, first_seen, last_seen, crashed_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (app, version, platform, client_hash) DO UPDATE SET last_seen = excluded.last_seen,
-                   crashed_at = COALESCE(excluded.crashed_at, crashed_at)",
+                   crashed_at = COALESCE(excluded.crashed_at, session_clients.crashed_at)",
             )
             .bind(app)
             .bind(&s.version)
@@ -160,7 +159,7 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
     for r in &b.installs {
         sqlx::query(
             "INSERT INTO install_reports (app, version, from_version, platform, outcome, client_hash, error, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(app)
         .bind(&r.version)
@@ -179,23 +178,23 @@ async fn write_batch(tx: &mut Tx<'_>, app: &str, b: &IngestBatch) -> Result<Inge
 
 /// Issues whose events were all deleted go too; the others keep a true count.
 async fn recount_issues(tx: &mut Tx<'_>, app: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE issues SET events = (SELECT COUNT(*) FROM events WHERE events.issue_id = issues.id) WHERE app = ?")
+    sqlx::query("UPDATE issues SET events = (SELECT COUNT(*) FROM events WHERE events.issue_id = issues.id) WHERE app = $1")
         .bind(app)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM issues WHERE app = ? AND events = 0").bind(app).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM issues WHERE app = $1 AND events = 0").bind(app).execute(&mut **tx).await?;
     Ok(())
 }
 
 #[async_trait]
-impl HealthStore for SqliteStore {
+impl HealthStore for $store {
     async fn ingest_project(&self, app: &str) -> Result<Option<IngestProject>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ingest_projects WHERE app = ?").bind(app).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM ingest_projects WHERE app = $1").bind(app).fetch_optional(self.pool()).await?;
         row.as_ref().map(project_from_row).transpose()
     }
 
     async fn ingest_project_by_id(&self, project_id: i64) -> Result<Option<IngestProject>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ingest_projects WHERE project_id = ?").bind(project_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM ingest_projects WHERE project_id = $1").bind(project_id).fetch_optional(self.pool()).await?;
         row.as_ref().map(project_from_row).transpose()
     }
 
@@ -206,14 +205,13 @@ impl HealthStore for SqliteStore {
         salt: &str,
         retention_days: u32,
     ) -> Result<IngestProject, StoreError> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM apps WHERE id = ?").bind(app).fetch_optional(&mut *tx).await?;
+        let (_w, mut tx) = self.begin_write().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM apps WHERE id = $1").bind(app).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
             return Err(StoreError::NotFound(format!("app {app}")));
         }
         sqlx::query(
-            "INSERT INTO ingest_projects (app, public_key, salt, retention_days, created_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO ingest_projects (app, public_key, salt, retention_days, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (app) DO NOTHING",
         )
         .bind(app)
@@ -223,18 +221,19 @@ impl HealthStore for SqliteStore {
         .bind(crate::now_rfc3339())
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("SELECT * FROM ingest_projects WHERE app = ?").bind(app).fetch_one(&mut *tx).await?;
+        let row = sqlx::query("SELECT * FROM ingest_projects WHERE app = $1").bind(app).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         project_from_row(&row)
     }
 
     async fn set_retention(&self, app: &str, days: u32) -> Result<bool, StoreError> {
-        let _w = self.write.lock().await;
-        let res = sqlx::query("UPDATE ingest_projects SET retention_days = ? WHERE app = ?")
+        let (_w, mut tx) = self.begin_write().await?;
+        let res = sqlx::query("UPDATE ingest_projects SET retention_days = $1 WHERE app = $2")
             .bind(i64::from(days))
             .bind(app)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -244,8 +243,7 @@ impl HealthStore for SqliteStore {
     }
 
     async fn write_ingest(&self, batches: &[(String, IngestBatch)]) -> Result<Vec<IngestOutcome>, StoreError> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
+        let (_w, mut tx) = self.begin_write().await?;
         let mut out = Vec::with_capacity(batches.len());
         for (app, b) in batches {
             out.push(write_batch(&mut tx, app, b).await?);
@@ -256,10 +254,10 @@ impl HealthStore for SqliteStore {
 
     async fn release_health(&self, app: &str, version: &str, platform: Option<&str>, since: &str) -> Result<HealthCounts, StoreError> {
         let (since, hour) = normalize_since(since)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_read().await?;
         let s = sqlx::query(
-            "SELECT COALESCE(SUM(started), 0) AS started, COALESCE(SUM(crashed + abnormal), 0) AS crashed FROM session_buckets
-             WHERE app = ? AND version = ? AND hour >= ? AND (? IS NULL OR platform = ? OR platform = '')",
+            "SELECT CAST(COALESCE(SUM(started), 0) AS BIGINT) AS started, CAST(COALESCE(SUM(crashed + abnormal), 0) AS BIGINT) AS crashed FROM session_buckets
+             WHERE app = $1 AND version = $2 AND hour >= $3 AND (CAST($4 AS TEXT) IS NULL OR platform = $5 OR platform = '')",
         )
         .bind(app)
         .bind(version)
@@ -270,8 +268,8 @@ impl HealthStore for SqliteStore {
         .await?;
         let c = sqlx::query(
             "SELECT COUNT(DISTINCT client_hash) AS clients,
-               COUNT(DISTINCT CASE WHEN crashed_at >= ? THEN client_hash END) AS crashed
-             FROM session_clients WHERE app = ? AND version = ? AND last_seen >= ? AND (? IS NULL OR platform = ? OR platform = '')",
+               COUNT(DISTINCT CASE WHEN crashed_at >= $1 THEN client_hash END) AS crashed
+             FROM session_clients WHERE app = $2 AND version = $3 AND last_seen >= $4 AND (CAST($5 AS TEXT) IS NULL OR platform = $6 OR platform = '')",
         )
         .bind(&since)
         .bind(app)
@@ -282,8 +280,8 @@ impl HealthStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let i = sqlx::query(
-            "SELECT COUNT(*) AS installs, COALESCE(SUM(outcome != 'success'), 0) AS failed FROM install_reports
-             WHERE app = ? AND version = ? AND received_at >= ? AND (? IS NULL OR platform = ? OR platform = '')",
+            "SELECT COUNT(*) AS installs, CAST(COALESCE(SUM(CASE WHEN outcome <> 'success' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed FROM install_reports
+             WHERE app = $1 AND version = $2 AND received_at >= $3 AND (CAST($4 AS TEXT) IS NULL OR platform = $5 OR platform = '')",
         )
         .bind(app)
         .bind(version)
@@ -306,8 +304,9 @@ impl HealthStore for SqliteStore {
     async fn health_buckets(&self, app: &str, version: &str, since: &str) -> Result<Vec<HealthBucket>, StoreError> {
         let (_, hour) = normalize_since(since)?;
         let rows = sqlx::query(
-            "SELECT hour, SUM(started) AS started, SUM(crashed) AS crashed, SUM(abnormal) AS abnormal, SUM(errored) AS errored
-             FROM session_buckets WHERE app = ? AND version = ? AND hour >= ? GROUP BY hour ORDER BY hour",
+            "SELECT hour, CAST(SUM(started) AS BIGINT) AS started, CAST(SUM(crashed) AS BIGINT) AS crashed,
+               CAST(SUM(abnormal) AS BIGINT) AS abnormal, CAST(SUM(errored) AS BIGINT) AS errored
+             FROM session_buckets WHERE app = $1 AND version = $2 AND hour >= $3 GROUP BY hour ORDER BY hour",
         )
         .bind(app)
         .bind(version)
@@ -329,7 +328,7 @@ impl HealthStore for SqliteStore {
 
     async fn health_versions(&self, app: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT version FROM session_buckets WHERE app = ? UNION SELECT version FROM install_reports WHERE app = ? ORDER BY 1",
+            "SELECT version FROM session_buckets WHERE app = $1 UNION SELECT version FROM install_reports WHERE app = $2 ORDER BY 1",
         )
         .bind(app)
         .bind(app)
@@ -338,7 +337,7 @@ impl HealthStore for SqliteStore {
     }
 
     async fn list_issues(&self, app: &str, limit: u32) -> Result<Vec<IssueRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM issues WHERE app = ? ORDER BY last_seen DESC, id DESC LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM issues WHERE app = $1 ORDER BY last_seen DESC, id DESC LIMIT $2")
             .bind(app)
             .bind(i64::from(limit))
             .fetch_all(self.pool())
@@ -347,12 +346,12 @@ impl HealthStore for SqliteStore {
     }
 
     async fn get_issue(&self, app: &str, id: i64) -> Result<Option<IssueRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM issues WHERE app = ? AND id = ?").bind(app).bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM issues WHERE app = $1 AND id = $2").bind(app).bind(id).fetch_optional(self.pool()).await?;
         row.as_ref().map(issue_from_row).transpose()
     }
 
     async fn list_events(&self, app: &str, issue_id: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM events WHERE app = ? AND issue_id = ? ORDER BY received_at DESC, event_id LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM events WHERE app = $1 AND issue_id = $2 ORDER BY received_at DESC, event_id LIMIT $3")
             .bind(app)
             .bind(issue_id)
             .bind(i64::from(limit))
@@ -379,9 +378,8 @@ impl HealthStore for SqliteStore {
     }
 
     async fn erase_client(&self, app: &str, client_hash: &str, audit: &AuditEntry) -> Result<Erased, StoreError> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
-        let del = |table: &'static str| format!("DELETE FROM {table} WHERE app = ? AND client_hash = ?");
+        let (_w, mut tx) = self.begin_write().await?;
+        let del = |table: &'static str| format!("DELETE FROM {table} WHERE app = $1 AND client_hash = $2");
         let events = sqlx::query(&del("events")).bind(app).bind(client_hash).execute(&mut *tx).await?.rows_affected();
         let sessions = sqlx::query(&del("session_ids")).bind(app).bind(client_hash).execute(&mut *tx).await?.rows_affected();
         let clients = sqlx::query(&del("session_clients")).bind(app).bind(client_hash).execute(&mut *tx).await?.rows_affected();
@@ -402,33 +400,32 @@ impl HealthStore for SqliteStore {
 
     async fn apply_retention(&self, app: &str, before: &str) -> Result<Erased, StoreError> {
         let (before, hour) = normalize_since(before)?;
-        let _w = self.write.lock().await;
-        let mut tx = self.pool().begin().await?;
-        let events = sqlx::query("DELETE FROM events WHERE app = ? AND received_at < ?")
+        let (_w, mut tx) = self.begin_write().await?;
+        let events = sqlx::query("DELETE FROM events WHERE app = $1 AND received_at < $2")
             .bind(app)
             .bind(&before)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let sessions = sqlx::query("DELETE FROM session_ids WHERE app = ? AND updated_at < ?")
+        let sessions = sqlx::query("DELETE FROM session_ids WHERE app = $1 AND updated_at < $2")
             .bind(app)
             .bind(&before)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let clients = sqlx::query("DELETE FROM session_clients WHERE app = ? AND last_seen < ?")
+        let clients = sqlx::query("DELETE FROM session_clients WHERE app = $1 AND last_seen < $2")
             .bind(app)
             .bind(&before)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let installs = sqlx::query("DELETE FROM install_reports WHERE app = ? AND received_at < ?")
+        let installs = sqlx::query("DELETE FROM install_reports WHERE app = $1 AND received_at < $2")
             .bind(app)
             .bind(&before)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let buckets = sqlx::query("DELETE FROM session_buckets WHERE app = ? AND hour < ?")
+        let buckets = sqlx::query("DELETE FROM session_buckets WHERE app = $1 AND hour < $2")
             .bind(app)
             .bind(&hour)
             .execute(&mut *tx)
@@ -443,19 +440,18 @@ impl HealthStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::health::{EventWrite, InstallOutcome, InstallReport, SessionWrite};
-    use crate::{AppRow, Changeset, MetaStore};
+}
+    };
+}
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        s.migrate().await.unwrap();
-        s.create_app(&AppRow { id: "a".into(), created_at: crate::now_rfc3339() }, &Changeset::default()).await.unwrap();
-        (dir, s)
-    }
+pub(crate) use health_store_sql;
+
+/// The health behaviour both stores must show; each store's tests run these on a store that
+/// holds one app, `a`.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use crate::health::*;
+    use crate::{AuditEntry, MetaStore, StoreError};
 
     fn session(sid: Option<&str>, client: Option<&str>, hour: &str, at: &str, started: u64, crashed: u64) -> SessionWrite {
         SessionWrite {
@@ -485,9 +481,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn projects_are_created_once() {
-        let (_d, s) = store().await;
+    pub async fn projects_are_created_once(s: &dyn MetaStore) {
         let p = s.ensure_ingest_project("a", "k1", "s1", 90).await.unwrap();
         let again = s.ensure_ingest_project("a", "k2", "s2", 30).await.unwrap();
         assert_eq!(p, again);
@@ -495,9 +489,7 @@ mod tests {
         assert!(matches!(s.ensure_ingest_project("nope", "k", "s", 90).await, Err(StoreError::NotFound(_))));
     }
 
-    #[tokio::test]
-    async fn release_health_counts_sessions_clients_and_installs() {
-        let (_d, s) = store().await;
+    pub async fn release_health_counts_sessions_clients_and_installs(s: &dyn MetaStore) {
         let h10 = "2026-01-01T10:00:00Z";
         let h11 = "2026-01-01T11:00:00Z";
         let batch = IngestBatch {
@@ -543,9 +535,7 @@ mod tests {
         assert_eq!(buckets.iter().map(|b| (b.hour.as_str(), b.started, b.crashed)).collect::<Vec<_>>(), vec![(h10, 2, 1), (h11, 11, 2)]);
     }
 
-    #[tokio::test]
-    async fn events_group_into_issues_once_and_erase_by_client() {
-        let (_d, s) = store().await;
+    pub async fn events_group_into_issues_once_and_erase_by_client(s: &dyn MetaStore) {
         let ev = |id: &str, fp: &str, client: &str| EventWrite {
             event_id: id.into(),
             fingerprint: fp.into(),
