@@ -129,7 +129,9 @@ pub enum RolloutCmd {
         conn: Conn,
     },
     /// Offer a paused or halted release again (refused while a health rule trips, unless --force).
-    #[command(after_help = "Example:\n  updraft rollout resume my-app 1.4.0\n  updraft rollout resume my-app 1.4.0 --force   # although it is still less healthy than its baseline")]
+    #[command(
+        after_help = "Example:\n  updraft rollout resume my-app 1.4.0\n  updraft rollout resume my-app 1.4.0 --force   # although it is still less healthy than its baseline"
+    )]
     Resume {
         app: String,
         version: String,
@@ -427,9 +429,12 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         print(&args.conn, &v, |v| format!("published {}", release_line(v)));
         return Ok(());
     };
-    let s = crate::rollout_cmd::put_schedule(&api, &args.app, &args.version, schedule)
-        .await
-        .map_err(|e| e.context(format!("{} {} was published at its first step, but its schedule was not set; run `updraft rollout schedule`", args.app, args.version)))?;
+    let s = crate::rollout_cmd::put_schedule(&api, &args.app, &args.version, schedule).await.map_err(|e| {
+        e.context(format!(
+            "{} {} was published at its first step, but its schedule was not set; run `updraft rollout schedule`",
+            args.app, args.version
+        ))
+    })?;
     let mut both = v.clone();
     both["schedule"] = s["schedule"].clone();
     print(&args.conn, &both, |v| format!("published {} on schedule {}", release_line(v), schedule));

@@ -137,7 +137,7 @@ mod tests {
         check(&t, "2.0.0+build.7", Some("1.0.0")); // the same release
         check(&t, "2.1.0", None); // only clients on the yanked version
         check(&t, "0.9.0", Some("1.0.0")); // an ordinary upgrade for older clients
-        // An upgrade beats a downgrade.
+                                           // An upgrade beats a downgrade.
         entry(&mut t, "demo", "stable", "2.0.1", "linux-x86_64", 10_000, false);
         check(&t, "2.0.0", Some("2.0.1"));
     }

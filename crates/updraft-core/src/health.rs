@@ -372,9 +372,9 @@ impl HealthReport {
     /// reports, or else the one furthest from its minimum sample.
     pub fn closest(&self) -> Option<&RuleOutcome> {
         let judged = self.outcomes.iter().filter(|o| o.state != RuleState::Waiting);
-        judged.min_by(|a, b| a.margin.total_cmp(&b.margin)).or_else(|| {
-            self.outcomes.iter().max_by_key(|o| o.rule.min_sample.saturating_sub(o.new.trials))
-        })
+        judged
+            .min_by(|a, b| a.margin.total_cmp(&b.margin))
+            .or_else(|| self.outcomes.iter().max_by_key(|o| o.rule.min_sample.saturating_sub(o.new.trials)))
     }
 }
 
@@ -523,7 +523,7 @@ mod tests {
         let baseline = counts(20_000, 100); // 0.5 %
         assert_eq!(evaluate(&rules, &counts(2_000, 100), &baseline).verdict, Verdict::Tripped); // 5 %
         assert_eq!(evaluate(&rules, &counts(2_000, 10), &baseline).verdict, Verdict::Healthy); // 0.5 %
-        // Too few reports to tell: waiting, however bad they look.
+                                                                                               // Too few reports to tell: waiting, however bad they look.
         assert_eq!(evaluate(&rules, &counts(20, 10), &baseline).verdict, Verdict::Waiting);
         // Small but sufficient samples with one unlucky crash do not trip.
         assert_eq!(evaluate(&rules, &counts(200, 2), &baseline).verdict, Verdict::Healthy);
@@ -553,14 +553,7 @@ mod tests {
     #[test]
     fn closest_rule_is_the_tripped_one_or_the_smallest_margin() {
         let rules = Rules::default();
-        let new = HealthCounts {
-            sessions: 2_000,
-            crashed_sessions: 100,
-            clients: 20,
-            crashed_clients: 0,
-            installs: 0,
-            failed_installs: 0,
-        };
+        let new = HealthCounts { sessions: 2_000, crashed_sessions: 100, clients: 20, crashed_clients: 0, installs: 0, failed_installs: 0 };
         let base = HealthCounts { sessions: 20_000, crashed_sessions: 100, clients: 2_000, crashed_clients: 10, ..Default::default() };
         let r = evaluate(&rules, &new, &base);
         assert_eq!(r.closest().unwrap().rule.metric, Metric::CrashFreeSessions);

@@ -187,7 +187,10 @@ impl RawConfig {
         }
         let health_interval_secs = self.health_interval_secs.unwrap_or(10);
         if !(1..=30).contains(&health_interval_secs) {
-            bad("health_interval_secs", format!("{health_interval_secs} is out of range: 1 to 30 seconds, so a halt lands within a minute"));
+            bad(
+                "health_interval_secs",
+                format!("{health_interval_secs} is out of range: 1 to 30 seconds, so a halt lands within a minute"),
+            );
         }
         let max_upload_bytes = self.max_upload_bytes.unwrap_or(4 << 30);
         if max_upload_bytes == 0 {

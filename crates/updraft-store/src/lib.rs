@@ -28,9 +28,9 @@ pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
 pub use health::HealthStore;
 pub use meta::{AppLock, MetaStore};
-pub use rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 pub use model::*;
 pub use postgres::{create_test_database, PgStore};
+pub use rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 pub use sqlite::SqliteStore;
 
 /// Where the metadata lives, from a `--database` URL.

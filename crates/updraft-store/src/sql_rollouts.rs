@@ -5,145 +5,145 @@
 
 macro_rules! rollout_store_sql {
     ($store:ty, $row:ty) => {
-mod rollout_sql {
-use super::*;
-use crate::rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
+        mod rollout_sql {
+            use super::*;
+            use crate::rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 
-fn schedule_from_row(row: &$row) -> Result<ScheduleRow, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(ScheduleRow {
-        app: row.try_get("app")?,
-        version: row.try_get("version")?,
-        schedule: row.try_get("schedule")?,
-        step: u32::try_from(u64_col(row, "step")?).map_err(|_| StoreError::Corrupt("schedule step".into()))?,
-        step_started_at: row.try_get("step_started_at")?,
-        state: ScheduleState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("schedule state {state:?}")))?,
-        evidence: row.try_get("evidence")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
+            fn schedule_from_row(row: &$row) -> Result<ScheduleRow, StoreError> {
+                let state: String = row.try_get("state")?;
+                Ok(ScheduleRow {
+                    app: row.try_get("app")?,
+                    version: row.try_get("version")?,
+                    schedule: row.try_get("schedule")?,
+                    step: u32::try_from(u64_col(row, "step")?).map_err(|_| StoreError::Corrupt("schedule step".into()))?,
+                    step_started_at: row.try_get("step_started_at")?,
+                    state: ScheduleState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("schedule state {state:?}")))?,
+                    evidence: row.try_get("evidence")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
 
-#[async_trait]
-impl RolloutStore for $store {
-    async fn get_health_settings(&self, app: &str) -> Result<Option<HealthSettingsRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM health_settings WHERE app = $1").bind(app).fetch_optional(self.pool()).await?;
-        row.map(|r| {
-            Ok(HealthSettingsRow {
-                app: r.try_get("app")?,
-                rules: r.try_get("rules")?,
-                webhook_url: r.try_get("webhook_url")?,
-                webhook_format: r.try_get("webhook_format")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .transpose()
-    }
+            #[async_trait]
+            impl RolloutStore for $store {
+                async fn get_health_settings(&self, app: &str) -> Result<Option<HealthSettingsRow>, StoreError> {
+                    let row = sqlx::query("SELECT * FROM health_settings WHERE app = $1").bind(app).fetch_optional(self.pool()).await?;
+                    row.map(|r| {
+                        Ok(HealthSettingsRow {
+                            app: r.try_get("app")?,
+                            rules: r.try_get("rules")?,
+                            webhook_url: r.try_get("webhook_url")?,
+                            webhook_format: r.try_get("webhook_format")?,
+                            updated_at: r.try_get("updated_at")?,
+                        })
+                    })
+                    .transpose()
+                }
 
-    async fn put_health_settings(&self, row: &HealthSettingsRow, audit: &AuditEntry) -> Result<(), StoreError> {
-        let (_w, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO health_settings (app, rules, webhook_url, webhook_format, updated_at) VALUES ($1, $2, $3, $4, $5)
+                async fn put_health_settings(&self, row: &HealthSettingsRow, audit: &AuditEntry) -> Result<(), StoreError> {
+                    let (_w, mut tx) = self.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO health_settings (app, rules, webhook_url, webhook_format, updated_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (app) DO UPDATE SET rules = excluded.rules, webhook_url = excluded.webhook_url,
                webhook_format = excluded.webhook_format, updated_at = excluded.updated_at",
-        )
-        .bind(&row.app)
-        .bind(&row.rules)
-        .bind(&row.webhook_url)
-        .bind(&row.webhook_format)
-        .bind(&row.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        write_changes(&mut tx, &row.app, &Changeset { audit: Some(audit.clone()), ..Default::default() }).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+                    )
+                    .bind(&row.app)
+                    .bind(&row.rules)
+                    .bind(&row.webhook_url)
+                    .bind(&row.webhook_format)
+                    .bind(&row.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    write_changes(&mut tx, &row.app, &Changeset { audit: Some(audit.clone()), ..Default::default() }).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
 
-    async fn get_schedule(&self, app: &str, version: &str) -> Result<Option<ScheduleRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
-            .bind(app)
-            .bind(version)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(schedule_from_row).transpose()
-    }
+                async fn get_schedule(&self, app: &str, version: &str) -> Result<Option<ScheduleRow>, StoreError> {
+                    let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
+                        .bind(app)
+                        .bind(version)
+                        .fetch_optional(self.pool())
+                        .await?;
+                    row.as_ref().map(schedule_from_row).transpose()
+                }
 
-    async fn list_schedules(&self, state: ScheduleState) -> Result<Vec<ScheduleRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM rollout_schedules WHERE state = $1 ORDER BY updated_at, app, version")
-            .bind(state.as_str())
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(schedule_from_row).collect()
-    }
+                async fn list_schedules(&self, state: ScheduleState) -> Result<Vec<ScheduleRow>, StoreError> {
+                    let rows = sqlx::query("SELECT * FROM rollout_schedules WHERE state = $1 ORDER BY updated_at, app, version")
+                        .bind(state.as_str())
+                        .fetch_all(self.pool())
+                        .await?;
+                    rows.iter().map(schedule_from_row).collect()
+                }
 
-    async fn apply_schedule(
-        &self,
-        app: &str,
-        changes: &Changeset,
-        s: &ScheduleRow,
-        expect: Option<(u32, ScheduleState)>,
-    ) -> Result<(), StoreError> {
-        let (_w, mut tx) = self.begin_write().await?;
-        if let Some((step, state)) = expect {
-            let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
-                .bind(app)
-                .bind(&s.version)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let now = row.as_ref().map(schedule_from_row).transpose()?.map(|r| (r.step, r.state));
-            if now != Some((step, state)) {
-                return Err(StoreError::Conflict(format!("the schedule of {app} {} moved meanwhile", s.version)));
-            }
-        }
-        write_changes(&mut tx, app, changes).await?;
-        sqlx::query(
-            "INSERT INTO rollout_schedules (app, version, schedule, step, step_started_at, state, evidence, updated_at)
+                async fn apply_schedule(
+                    &self,
+                    app: &str,
+                    changes: &Changeset,
+                    s: &ScheduleRow,
+                    expect: Option<(u32, ScheduleState)>,
+                ) -> Result<(), StoreError> {
+                    let (_w, mut tx) = self.begin_write().await?;
+                    if let Some((step, state)) = expect {
+                        let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
+                            .bind(app)
+                            .bind(&s.version)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let now = row.as_ref().map(schedule_from_row).transpose()?.map(|r| (r.step, r.state));
+                        if now != Some((step, state)) {
+                            return Err(StoreError::Conflict(format!("the schedule of {app} {} moved meanwhile", s.version)));
+                        }
+                    }
+                    write_changes(&mut tx, app, changes).await?;
+                    sqlx::query(
+                        "INSERT INTO rollout_schedules (app, version, schedule, step, step_started_at, state, evidence, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (app, version) DO UPDATE SET schedule = excluded.schedule, step = excluded.step,
                step_started_at = excluded.step_started_at, state = excluded.state, evidence = excluded.evidence,
                updated_at = excluded.updated_at",
-        )
-        .bind(app)
-        .bind(&s.version)
-        .bind(&s.schedule)
-        .bind(i64::from(s.step))
-        .bind(&s.step_started_at)
-        .bind(s.state.as_str())
-        .bind(&s.evidence)
-        .bind(&s.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if !changes.releases.is_empty() || !changes.metadata.is_empty() {
-            self.changed(&mut tx, app).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
+                    )
+                    .bind(app)
+                    .bind(&s.version)
+                    .bind(&s.schedule)
+                    .bind(i64::from(s.step))
+                    .bind(&s.step_started_at)
+                    .bind(s.state.as_str())
+                    .bind(&s.evidence)
+                    .bind(&s.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if !changes.releases.is_empty() || !changes.metadata.is_empty() {
+                        self.changed(&mut tx, app).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
 
-    async fn list_downgrades(&self, app: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT version FROM release_downgrades WHERE app = $1 ORDER BY version")
-            .bind(app)
-            .fetch_all(self.pool())
-            .await?)
-    }
+                async fn list_downgrades(&self, app: &str) -> Result<Vec<String>, StoreError> {
+                    Ok(sqlx::query_scalar("SELECT version FROM release_downgrades WHERE app = $1 ORDER BY version")
+                        .bind(app)
+                        .fetch_all(self.pool())
+                        .await?)
+                }
 
-    async fn apply_with_downgrade(&self, app: &str, changes: &Changeset, version: &str) -> Result<(), StoreError> {
-        let (_w, mut tx) = self.begin_write().await?;
-        write_changes(&mut tx, app, changes).await?;
-        sqlx::query(
-            "INSERT INTO release_downgrades (app, version, created_at) VALUES ($1, $2, $3)
+                async fn apply_with_downgrade(&self, app: &str, changes: &Changeset, version: &str) -> Result<(), StoreError> {
+                    let (_w, mut tx) = self.begin_write().await?;
+                    write_changes(&mut tx, app, changes).await?;
+                    sqlx::query(
+                        "INSERT INTO release_downgrades (app, version, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (app, version) DO NOTHING",
-        )
-        .bind(app)
-        .bind(version)
-        .bind(crate::now_rfc3339())
-        .execute(&mut *tx)
-        .await?;
-        self.changed(&mut tx, app).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-}
+                    )
+                    .bind(app)
+                    .bind(version)
+                    .bind(crate::now_rfc3339())
+                    .execute(&mut *tx)
+                    .await?;
+                    self.changed(&mut tx, app).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            }
+        }
     };
 }
 

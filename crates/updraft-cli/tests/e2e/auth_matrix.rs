@@ -153,7 +153,14 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
     ops.insert("import_root", op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/keys/root/import", Some(next_root), 200));
     ops.insert(
         "set_schedule",
-        op("publisher", Scope::App, Method::PUT, "/v1/admin/apps/demo/releases/1.5.0/schedule", Some(json!({"schedule": "50%:1h,100%"})), 200),
+        op(
+            "publisher",
+            Scope::App,
+            Method::PUT,
+            "/v1/admin/apps/demo/releases/1.5.0/schedule",
+            Some(json!({"schedule": "50%:1h,100%"})),
+            200,
+        ),
     );
     ops.insert("get_rollout_status", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/releases/1.5.0/health", None, 200));
     ops.insert("get_health_rules", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/health-rules", None, 200));

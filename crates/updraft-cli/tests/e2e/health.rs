@@ -139,7 +139,15 @@ fn bad_schedules_rules_and_webhooks_get_clear_errors() {
     assert!(out.stderr.contains("not above"), "{out:?}");
     // A webhook secret (Slack puts it in the path) stays out of the audit log.
     server
-        .cli(&["app", "health-rules", "demo", "--webhook", "https://hooks.example.com/services/T000/B000/SECRETSECRET", "--webhook-format", "slack"])
+        .cli(&[
+            "app",
+            "health-rules",
+            "demo",
+            "--webhook",
+            "https://hooks.example.com/services/T000/B000/SECRETSECRET",
+            "--webhook-format",
+            "slack",
+        ])
         .ok();
     let events = audit_actions(&server, "demo");
     let set = events.iter().rev().find(|e| e["action"] == "health_rules.set").unwrap();

@@ -154,7 +154,13 @@ async fn counts(state: &AppState, app: &AppId, version: &str, platform: &str, si
 }
 
 /// Judges `release` against its baseline on each of its platforms.
-pub async fn evaluate(state: &AppState, app: &AppId, releases: &[ReleaseRow], release: &ReleaseRow, rules: &Rules) -> ApiResult<Evaluation> {
+pub async fn evaluate(
+    state: &AppState,
+    app: &AppId,
+    releases: &[ReleaseRow],
+    release: &ReleaseRow,
+    rules: &Rules,
+) -> ApiResult<Evaluation> {
     let since_t = release.published_at.as_deref().or(Some(&release.created_at)).and_then(parse_time).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let since = format_time(since_t);
     let base_since = format_time(since_t - time::Duration::seconds(BASELINE_LOOKBACK_SECS));
@@ -543,7 +549,9 @@ pub async fn run_loop(state: AppState, interval: std::time::Duration, mut stop: 
     let mut hooks = tokio::task::JoinSet::new();
     loop {
         match tick(&state, OffsetDateTime::now_utc(), &mut hooks).await {
-            Ok(s) if s != TickSummary::default() => tracing::info!(advanced = s.advanced, halted = s.halted, completed = s.completed, "rollout schedules"),
+            Ok(s) if s != TickSummary::default() => {
+                tracing::info!(advanced = s.advanced, halted = s.halted, completed = s.completed, "rollout schedules")
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e.message, "rollout schedules: pass failed"),
         }

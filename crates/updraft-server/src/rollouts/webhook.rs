@@ -158,7 +158,10 @@ mod tests {
         assert_eq!(j["evidence"], evidence);
         let s = payload(Format::Slack, &evidence);
         let text = s["text"].as_str().unwrap();
-        assert!(text.contains("demo 2.0.0") && text.contains("95.00%") && text.contains("99.40%") && text.contains("0.50 points"), "{text}");
+        assert!(
+            text.contains("demo 2.0.0") && text.contains("95.00%") && text.contains("99.40%") && text.contains("0.50 points"),
+            "{text}"
+        );
         assert_eq!(s.as_object().unwrap().len(), 1);
     }
 }

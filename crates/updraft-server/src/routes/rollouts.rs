@@ -289,7 +289,10 @@ pub async fn set_schedule(
 ) -> ApiResult<Response> {
     let (app, version) = release_params(&p)?;
     ops::require_app(&state, &caller, &app, Role::Publisher).await?;
-    let schedule: Schedule = body.schedule.parse().map_err(|e: updraft_core::health::InvalidSchedule| ApiError::bad_request("invalid_schedule", e.to_string()))?;
+    let schedule: Schedule = body
+        .schedule
+        .parse()
+        .map_err(|e: updraft_core::health::InvalidSchedule| ApiError::bad_request("invalid_schedule", e.to_string()))?;
     let audit = |detail| ops::audit(&caller, "rollout.schedule", Some(&app), detail, rid.as_deref());
     rollouts::set_schedule(&state, audit, &app, &version, &schedule).await?;
     rollout_status_of(&state, &app, &version).await
@@ -398,7 +401,8 @@ pub async fn set_health_rules(
     };
     // The webhook URL may carry a secret path (Slack's do): the audit log records only its host.
     let host = body.webhook.as_ref().map(|w| w.url.split('/').take(3).collect::<Vec<_>>().join("/"));
-    let detail = serde_json::json!({"rules": effective, "defaults": stored_rules.is_none(), "webhook": host, "webhook_format": format.as_str()});
+    let detail =
+        serde_json::json!({"rules": effective, "defaults": stored_rules.is_none(), "webhook": host, "webhook_format": format.as_str()});
     state.store.put_health_settings(&row, &ops::audit(&caller, "health_rules.set", Some(&app), detail, rid.as_deref())).await?;
     let settings = rollouts::settings(&state, &app).await?;
     Ok(axum::Json(rules_to_wire(&settings, stored_rules.is_some())).into_response())
