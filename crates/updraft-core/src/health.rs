@@ -5,8 +5,11 @@
 //! A rule compares one metric of the new release with the baseline's. It *trips* when the new
 //! release's upper bound is below the baseline's lower bound minus a tolerance: even the most
 //! favourable reading of the new release's numbers is measurably worse. It *waits* while the
-//! new release has fewer reports than the rule's minimum sample. Only reports count: a client
-//! that never reports adds nothing, so a release nobody reports on waits instead of passing.
+//! new release has fewer reports than the rule's minimum sample. A rule whose metric nobody
+//! reports at all (neither release has a single report of it, e.g. install reports from an app
+//! that does not send them) has *no data* and is left out, but at least one rule must be
+//! judged for a release to count as healthy. Only reports count: a client that never reports
+//! adds nothing, so a release nobody reports on waits instead of passing.
 //!
 //! ```
 //! use updraft_core::health::{evaluate, HealthCounts, Rules, Schedule, Verdict};
@@ -332,6 +335,8 @@ impl Rules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleState {
+    /// Neither release has any report of this metric: the rule is left out.
+    NoData,
     /// Fewer reports than the minimum sample.
     Waiting,
     Healthy,
@@ -371,10 +376,14 @@ impl HealthReport {
     /// The rule that tripped, or else the one closest to tripping among those with enough
     /// reports, or else the one furthest from its minimum sample.
     pub fn closest(&self) -> Option<&RuleOutcome> {
-        let judged = self.outcomes.iter().filter(|o| o.state != RuleState::Waiting);
-        judged
-            .min_by(|a, b| a.margin.total_cmp(&b.margin))
-            .or_else(|| self.outcomes.iter().max_by_key(|o| o.rule.min_sample.saturating_sub(o.new.trials)))
+        let judged = self.outcomes.iter().filter(|o| matches!(o.state, RuleState::Healthy | RuleState::Tripped));
+        judged.min_by(|a, b| a.margin.total_cmp(&b.margin)).or_else(|| {
+            self.outcomes
+                .iter()
+                .filter(|o| o.state == RuleState::Waiting)
+                .max_by_key(|o| o.rule.min_sample.saturating_sub(o.new.trials))
+                .or_else(|| self.outcomes.first())
+        })
     }
 }
 
@@ -386,7 +395,9 @@ pub fn judge(rule: &Rule, z: f64, new: &HealthCounts, baseline: &HealthCounts) -
     let base_i = wilson(bg, bt, z);
     let threshold = base_i.lower - rule.tolerance;
     let margin = new_i.upper - threshold;
-    let state = if nt < rule.min_sample {
+    let state = if nt == 0 && bt == 0 {
+        RuleState::NoData
+    } else if nt < rule.min_sample {
         RuleState::Waiting
     } else if new_i.upper < threshold {
         RuleState::Tripped
@@ -396,12 +407,14 @@ pub fn judge(rule: &Rule, z: f64, new: &HealthCounts, baseline: &HealthCounts) -
     RuleOutcome { rule: *rule, state, new: new_i, baseline: base_i, threshold, margin }
 }
 
-/// Judges every rule. No rules at all is `Healthy` (the schedule runs on time alone).
+/// Judges every rule. No rules at all is `Healthy` (the schedule runs on time alone); rules
+/// that all lack data are `Waiting` (silence is not health).
 pub fn evaluate(rules: &Rules, new: &HealthCounts, baseline: &HealthCounts) -> HealthReport {
     let outcomes: Vec<RuleOutcome> = rules.rules.iter().map(|r| judge(r, rules.z, new, baseline)).collect();
+    let judged = outcomes.iter().any(|o| matches!(o.state, RuleState::Healthy | RuleState::Tripped));
     let verdict = if outcomes.iter().any(|o| o.state == RuleState::Tripped) {
         Verdict::Tripped
-    } else if outcomes.iter().any(|o| o.state == RuleState::Waiting) {
+    } else if outcomes.iter().any(|o| o.state == RuleState::Waiting) || (!outcomes.is_empty() && !judged) {
         Verdict::Waiting
     } else {
         Verdict::Healthy
@@ -529,6 +542,9 @@ mod tests {
         assert_eq!(evaluate(&rules, &counts(200, 2), &baseline).verdict, Verdict::Healthy);
         // No baseline reports: its interval is [0, 1], so nothing can trip.
         assert_eq!(evaluate(&rules, &counts(2_000, 1_000), &counts(0, 0)).verdict, Verdict::Healthy);
+        // Nobody reports anything: waiting, not healthy.
+        let r = evaluate(&rules, &counts(0, 0), &counts(0, 0));
+        assert_eq!((r.verdict, r.outcomes[0].state), (Verdict::Waiting, RuleState::NoData));
         // No rules: healthy.
         assert_eq!(evaluate(&Rules { z: 1.96, rules: vec![] }, &counts(0, 0), &baseline).verdict, Verdict::Healthy);
     }
@@ -561,6 +577,11 @@ mod tests {
         let r = evaluate(&rules, &HealthCounts::default(), &base);
         assert_eq!(r.verdict, Verdict::Waiting);
         assert_eq!(r.closest().unwrap().rule.metric, Metric::CrashFreeSessions, "furthest from its sample");
+        // A metric nobody reports (installs) is left out; the others decide.
+        let healthy_new = HealthCounts { sessions: 2_000, crashed_sessions: 10, clients: 400, crashed_clients: 2, ..Default::default() };
+        let r = evaluate(&rules, &healthy_new, &base);
+        assert_eq!(r.verdict, Verdict::Healthy);
+        assert_eq!(r.outcomes[2].state, RuleState::NoData);
     }
 
     #[test]
@@ -614,7 +635,7 @@ mod tests {
             let o = judge(&Rule { metric: Metric::CrashFreeSessions, min_sample: min, tolerance: tol }, 1.96, &new, &base);
             let ni = wilson(ns - nb.min(ns), ns, 1.96);
             let bi = wilson(bs - bb.min(bs), bs, 1.96);
-            let want = if ns < min { RuleState::Waiting } else if ni.upper < bi.lower - tol { RuleState::Tripped } else { RuleState::Healthy };
+            let want = if ns == 0 && bs == 0 { RuleState::NoData } else if ns < min { RuleState::Waiting } else if ni.upper < bi.lower - tol { RuleState::Tripped } else { RuleState::Healthy };
             prop_assert_eq!(o.state, want);
         }
 

@@ -64,9 +64,10 @@ fn a_schedule_advances_step_by_step_only_when_its_rules_pass() {
     assert_eq!(s["schedule"]["step"], 0);
     assert_eq!(s["schedule"]["next_percent"], 50.0);
     assert_eq!(s["platforms"][0]["baseline_version"], "1.0.0");
-    assert_eq!(s["closest_rule"]["state"], "waiting", "{s}");
+    assert_eq!(s["closest_rule"]["state"], "no_data", "{s}");
     let text = server.cli(&["rollout", "status", "demo", "2.0.0"]).ok().stdout;
-    assert!(text.contains("10%:1s,50%:1s,100%") && text.contains("crash_free_sessions") && text.contains("WAITING"), "{text}");
+    assert!(text.contains("10%:1s,50%:1s,100%") && text.contains("crash_free_sessions") && text.contains("NO_DATA"), "{text}");
+    assert!(text.contains("health: waiting"), "{text}");
 
     // No rules at all: the schedule runs on time alone, to 100 %.
     let rules = dir.path().join("none.json");

@@ -93,6 +93,7 @@ fn rank(o: &RuleOutcome) -> (u8, i64) {
         Tripped => 0,
         Healthy => 1,
         Waiting => 2,
+        NoData => 3,
     };
     let key = match o.state {
         Waiting => -(o.rule.min_sample.saturating_sub(o.new.trials) as i64),

@@ -67,7 +67,8 @@ pub struct RuleInfo {
     pub metric: &'static str,
     pub min_sample: u64,
     pub tolerance: f64,
-    /// waiting (too few reports), healthy or tripped.
+    /// no_data (neither release reports this metric: left out), waiting (too few reports),
+    /// healthy or tripped.
     pub state: &'static str,
     pub new: IntervalInfo,
     pub baseline: IntervalInfo,
@@ -80,6 +81,7 @@ pub struct RuleInfo {
 fn rule_state(s: updraft_core::health::RuleState) -> &'static str {
     use updraft_core::health::RuleState::*;
     match s {
+        NoData => "no_data",
         Waiting => "waiting",
         Healthy => "healthy",
         Tripped => "tripped",
