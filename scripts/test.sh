@@ -34,10 +34,14 @@ fi
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
+    echo "== end-to-end suite again, on PostgreSQL + S3 (a database and a bucket per server)"
+    UPDRAFT_E2E_BACKEND=postgres-s3 cargo nextest run -p updraft-cli --test e2e --locked --no-fail-fast
     # nextest does not run doctests
     cargo test --workspace --locked --doc
 else
     cargo test --workspace --locked --no-fail-fast
+    echo "== end-to-end suite again, on PostgreSQL + S3 (a database and a bucket per server)"
+    UPDRAFT_E2E_BACKEND=postgres-s3 cargo test -p updraft-cli --test e2e --locked --no-fail-fast
 fi
 
 echo "== schemathesis (property-based API testing against a live server)"

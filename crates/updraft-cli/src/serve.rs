@@ -15,6 +15,9 @@ pub struct ServeArgs {
     /// Metadata database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA/updraft.db].
     #[arg(long)]
     database: Option<String>,
+    /// Blob store: a directory or s3://BUCKET[/PREFIX] (AWS_* environment) [default: DATA/blobs].
+    #[arg(long)]
+    blobs: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<String>,
@@ -31,8 +34,14 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     init_logging(args.log_json);
-    let flags =
-        RawConfig { data: args.data, database: args.database, listen: args.listen, public_url: args.public_url, ..Default::default() };
+    let flags = RawConfig {
+        data: args.data,
+        database: args.database,
+        blobs: args.blobs,
+        listen: args.listen,
+        public_url: args.public_url,
+        ..Default::default()
+    };
     let config = layered(flags, args.config.as_deref())?;
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await.context("cannot start the server")?;

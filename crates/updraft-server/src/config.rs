@@ -15,6 +15,9 @@ pub struct RawConfig {
     /// Metadata database URL: `sqlite://PATH` (default `sqlite://DATA/updraft.db`) or
     /// `postgres://…` (shared by any number of instances).
     pub database: Option<String>,
+    /// Blob store: a directory or `file://PATH` (default `DATA/blobs`), or
+    /// `s3://BUCKET[/PREFIX]` (configured by the standard `AWS_*` environment variables).
+    pub blobs: Option<String>,
 
     pub listen: Option<String>,
     /// Base URL clients reach this server at; download URLs in update answers start with it.
@@ -109,6 +112,7 @@ impl RawConfig {
             auth_failure_rate_limit: num("UPDRAFT_AUTH_FAILURE_RATE_LIMIT"),
             data: get("UPDRAFT_DATA").map(PathBuf::from),
             database: get("UPDRAFT_DATABASE").filter(|v| !v.is_empty()),
+            blobs: get("UPDRAFT_BLOBS").filter(|v| !v.is_empty()),
 
             listen: get("UPDRAFT_LISTEN"),
             public_url: get("UPDRAFT_PUBLIC_URL"),
@@ -129,6 +133,7 @@ impl RawConfig {
         RawConfig {
             data: self.data.or(lower.data),
             database: self.database.or(lower.database),
+            blobs: self.blobs.or(lower.blobs),
 
             listen: self.listen.or(lower.listen),
             public_url: self.public_url.or(lower.public_url),
@@ -209,9 +214,17 @@ impl RawConfig {
                 updraft_store::DatabaseUrl::Sqlite(data_dir.join("updraft.db"))
             }),
         };
+        let blobs = match self.blobs.as_deref() {
+            None => updraft_store::BlobUrl::Dir(data_dir.join("blobs")),
+            Some(url) => updraft_store::BlobUrl::parse(url).unwrap_or_else(|e| {
+                bad("blobs", e);
+                updraft_store::BlobUrl::Dir(data_dir.join("blobs"))
+            }),
+        };
         let config = Config {
             data_dir,
             database,
+            blobs,
             listen,
             public_url,
             max_upload_bytes,
@@ -253,6 +266,7 @@ pub struct Lifetimes {
 pub struct Config {
     pub data_dir: PathBuf,
     pub database: updraft_store::DatabaseUrl,
+    pub blobs: updraft_store::BlobUrl,
 
     pub listen: SocketAddr,
     /// `None`: derived from the bound address.
@@ -280,6 +294,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("database", &self.database.redacted())
+            .field("blobs", &self.blobs)
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("max_upload_bytes", &self.max_upload_bytes)

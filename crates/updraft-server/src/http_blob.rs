@@ -83,9 +83,38 @@ fn read_stream(
     })
 }
 
-/// Builds the response for a stored file whose identity (and ETag) is `sha256`.
+/// Where the bytes come from: a local file (read on blocking threads) or an S3 object (each
+/// range one ranged GET, streamed through as the bucket sends it).
+enum Source {
+    File(std::fs::File),
+    S3(updraft_store::BlobReader),
+}
+
+impl Source {
+    fn range(&self, start: u64, n: u64, kind: &'static str) -> stream::BoxStream<'static, std::io::Result<Bytes>> {
+        match self {
+            Source::File(f) => match f.try_clone() {
+                // Each range duplicates the descriptor (cheap), so ranges stream in turn.
+                Ok(f) => read_stream(f, start, n, kind).boxed(),
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            },
+            Source::S3(o) => match o.s3_range(start, n) {
+                Some(s) => s
+                    .inspect(move |c| {
+                        if let Ok(c) = c {
+                            crate::metrics::bytes_served(kind, c.len() as u64);
+                        }
+                    })
+                    .boxed(),
+                None => stream::once(async { Err(std::io::Error::other("not an S3 blob")) }).boxed(),
+            },
+        }
+    }
+}
+
+/// Builds the response for a stored blob whose identity (and ETag) is `sha256`.
 pub async fn serve(
-    file: tokio::fs::File,
+    blob: updraft_store::BlobReader,
     len: u64,
     sha256: &str,
     content_type: &'static str,
@@ -121,7 +150,10 @@ pub async fn serve(
                 .into_response();
         }
     };
-    let file = file.into_std().await;
+    let file = match blob {
+        updraft_store::BlobReader::File(f) => Source::File(f.into_std().await),
+        s3 => Source::S3(s3),
+    };
     let builder =
         Response::builder().header(header::ETAG, &etag).header(header::CACHE_CONTROL, cache).header(header::ACCEPT_RANGES, "bytes");
     match ranges.as_deref() {
@@ -129,14 +161,14 @@ pub async fn serve(
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, content_type)
             .header(header::CONTENT_LENGTH, len)
-            .body(Body::from_stream(read_stream(file, 0, len, kind)))
+            .body(Body::from_stream(file.range(0, len, kind)))
             .unwrap_or_else(|e| crate::error::ApiError::internal(e).into_response()),
         Some([(start, end)]) => builder
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_TYPE, content_type)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
             .header(header::CONTENT_LENGTH, end - start + 1)
-            .body(Body::from_stream(read_stream(file, *start, end - start + 1, kind)))
+            .body(Body::from_stream(file.range(*start, end - start + 1, kind)))
             .unwrap_or_else(|e| crate::error::ApiError::internal(e).into_response()),
         Some(many) => {
             let boundary = updraft_store::random_hex(12);
@@ -151,19 +183,8 @@ pub async fn serve(
             }
             let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
             total += tail.len() as u64;
-            // Each part duplicates the descriptor (cheap), so parts stream in turn.
             let body = stream::iter(parts)
-                .then(move |(head, start, n)| {
-                    let f = file.try_clone();
-                    async move {
-                        let f = f?;
-                        Ok::<_, std::io::Error>(stream::once(async move { Ok(head) }).chain(read_stream(f, start, n, kind)))
-                    }
-                })
-                .map(|r| match r {
-                    Ok(s) => s.boxed(),
-                    Err(e) => stream::once(async move { Err(e) }).boxed(),
-                })
+                .map(move |(head, start, n)| stream::once(async move { Ok(head) }).chain(file.range(start, n, kind)).boxed())
                 .flatten()
                 .chain(stream::once(async move { Ok(tail) }));
             builder

@@ -40,7 +40,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 pub use config::{Config, RawConfig};
 use error::ApiError;
 use state::AppState;
-use updraft_store::{BlobStore, MetaStore, TokenRow};
+use updraft_store::{MetaStore, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,7 +123,7 @@ impl Server {
         std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir { path: data.clone(), source })?;
         let store = config.database.open().await?;
         store.migrate().await?;
-        let blobs = BlobStore::open(&data.join("blobs")).await?;
+        let blobs = config.blobs.open().await?;
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
             .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() });
         let listener =

@@ -1,4 +1,4 @@
-//! The local blob store: files named by their SHA-256 under `blobs/sha256/ab/abcd…`.
+//! The local blob store (the default; `s3.rs` is the shared one): files named by their SHA-256 under `blobs/sha256/ab/abcd…`.
 //!
 //! Bytes arrive through resumable uploads: `uploads/{id}.part` grows by appends (each at the
 //! offset the client names), hashed as they stream; `finish` checks the length, fsyncs, and
@@ -45,7 +45,7 @@ struct Live {
     busy: bool,
 }
 
-pub struct BlobStore {
+pub struct FileBlobs {
     root: PathBuf,
     live: Mutex<HashMap<String, Live>>,
 }
@@ -54,17 +54,21 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn is_upload_id(s: &str) -> bool {
+pub(crate) fn is_upload_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-impl BlobStore {
+impl FileBlobs {
     pub async fn open(root: &Path) -> Result<Self, StoreError> {
         for sub in ["sha256", "uploads"] {
             let p = root.join(sub);
             tokio::fs::create_dir_all(&p).await.map_err(StoreError::io(&p))?;
         }
         Ok(Self { root: root.to_owned(), live: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn describe(&self) -> String {
+        self.root.display().to_string()
     }
 
     fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -329,7 +333,7 @@ mod tests {
     #[tokio::test]
     async fn upload_resume_and_finish() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).await.unwrap();
+        let store = FileBlobs::open(dir.path()).await.unwrap();
         let up = store.create_upload(11, "tok").await.unwrap();
         assert_eq!(store.append(&up, 0, body(&[b"hello"])).await.unwrap(), 5);
         // A wrong offset is refused and names the right one.
@@ -344,7 +348,7 @@ mod tests {
         ));
         assert_eq!(store.get_upload(&up.id).await.unwrap().unwrap().offset, 5);
         // A restarted store (no running hash) still finishes correctly.
-        let store = BlobStore::open(dir.path()).await.unwrap();
+        let store = FileBlobs::open(dir.path()).await.unwrap();
         assert_eq!(store.append(&up, 5, body(&[b" ", b"world"])).await.unwrap(), 11);
         let done = store.finish(&up).await.unwrap();
         assert_eq!(done.sha256, hex::encode(Sha256::digest(b"hello world")));

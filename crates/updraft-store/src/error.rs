@@ -21,6 +21,9 @@ pub enum StoreError {
     Key { path: PathBuf, reason: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The object store (S3-compatible bucket) failed.
+    #[error("object store: {0}")]
+    Object(Box<object_store::Error>),
     /// An argument the caller passed is malformed (e.g. a timestamp).
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -11,6 +11,7 @@
 //! # let _ = apps; Ok(()) }
 //! ```
 
+mod blob_store;
 mod blobs;
 mod error;
 pub mod health;
@@ -19,18 +20,21 @@ mod meta;
 mod model;
 mod postgres;
 mod rollouts;
+mod s3;
 mod sql;
 mod sql_health;
 mod sql_rollouts;
 mod sqlite;
 
-pub use blobs::{is_sha256_hex, BlobStore, FinishedUpload, Upload};
+pub use blob_store::{BlobReader, BlobStore, BlobUrl};
+pub use blobs::{is_sha256_hex, FileBlobs, FinishedUpload, Upload};
 pub use error::{StoreError, UploadProblem};
 pub use health::HealthStore;
 pub use meta::{AppLock, MetaStore};
 pub use model::*;
 pub use postgres::{create_test_database, PgStore};
 pub use rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
+pub use s3::{S3Blobs, S3Object};
 pub use sqlite::SqliteStore;
 
 /// Where the metadata lives, from a `--database` URL.

@@ -64,11 +64,7 @@ fn client_fetches_verified_identical_bytes_and_refuses_tampering() {
     assert!(out.stdout.contains("no update"));
 
     // Tamper with the blob on the server's disk: same length, one byte flipped.
-    let sha = sha256_hex(&payload);
-    let blob_path = data.join("blobs/sha256").join(&sha[..2]).join(&sha);
-    let mut tampered = std::fs::read(&blob_path).unwrap();
-    tampered[1234] ^= 0xff;
-    std::fs::write(&blob_path, &tampered).unwrap();
+    crate::backend::Storage::of(&data).corrupt_blob(&sha256_hex(&payload), 1234);
     let dest2 = dir.path().join("tampered.bin");
     let out = client.run("fetch", "1.0.0", &["--out", dest2.to_str().unwrap()]);
     assert_eq!(out.code, 4, "verification refusal exit code: {out:?}");

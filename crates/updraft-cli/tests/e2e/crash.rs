@@ -54,15 +54,10 @@ fn kill_9_during_a_200_mb_upload_leaves_nothing_visible() {
         .spawn()
         .unwrap();
     // Wait until the upload is under way (some bytes on disk, far from all), then crash.
-    let uploads = data.join("blobs/uploads");
+    let storage = crate::backend::Storage::of(&data);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let received: u64 = std::fs::read_dir(&uploads)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
-            .map(|e| e.metadata().unwrap().len())
-            .sum();
+        let received = storage.upload_bytes();
         if received > 1 << 20 {
             assert!(received < 200 << 20, "upload finished before the crash; the test proves nothing");
             break;
@@ -85,24 +80,11 @@ fn kill_9_during_a_200_mb_upload_leaves_nothing_visible() {
     }
     assert_eq!(http.get(server.url(&format!("/v1/blobs/{}", sha256_hex(&whole)))).send().unwrap().status(), 404);
     // Nothing at all under the content-addressed tree: partial bytes live only in uploads/.
-    let stored: Vec<_> = walk(&data.join("blobs/sha256"));
+    let stored = storage.stored_blobs();
     assert!(stored.is_empty(), "unexpected blobs: {stored:?}");
     // TUF targets are still empty.
     let ts: serde_json::Value = http.get(server.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
     assert_eq!(ts["signed"]["version"], 1);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -42,6 +42,9 @@ impl Server {
             .env_remove("UPDRAFT_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        for (k, v) in crate::backend::backend_env(data).unwrap_or_default() {
+            cmd.env(k, v);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }

@@ -102,11 +102,7 @@ fn tough_verifies_the_repository_and_a_target() {
         assert_eq!(read(&repo, name).await.expect("tough downloads and verifies the target"), payload);
 
         // tough refuses the target once its bytes on the server no longer match.
-        let sha = sha256_hex(&payload);
-        let blob = data.join("blobs/sha256").join(&sha[..2]).join(&sha);
-        let mut tampered = std::fs::read(&blob).unwrap();
-        tampered[4242] ^= 1;
-        std::fs::write(&blob, tampered).unwrap();
+        crate::backend::Storage::of(&data).corrupt_blob(&sha256_hex(&payload), 4242);
         assert!(read(&repo, name).await.is_err(), "tough must refuse tampered bytes");
 
         // And it refuses the repository when started from another app's root.

@@ -7,14 +7,7 @@ use crate::harness::*;
 
 /// Runs SQL against the server's live database, as an intruder or a failing disk would.
 fn sql(data: &std::path::Path, statement: &str) {
-    let db = data.join("updraft.db");
-    let status = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
-        .arg(&db)
-        .arg(statement)
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "{statement}");
+    crate::backend::Storage::of(data).sql(statement);
 }
 
 #[test]
@@ -58,9 +51,7 @@ fn real_storage_failures_answer_500_without_internals() {
     let http = http();
 
     // The upload directory is replaced by a file: the disk refuses writes.
-    let uploads = data.join("blobs/uploads");
-    std::fs::remove_dir_all(&uploads).unwrap();
-    std::fs::write(&uploads, b"not a directory").unwrap();
+    crate::backend::Storage::of(&data).break_blob_writes();
     let resp = http.post(server.url("/v1/admin/uploads")).bearer_auth(TOKEN).json(&json!({"size": 10})).send().unwrap();
     assert_eq!(resp.status(), 500);
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
