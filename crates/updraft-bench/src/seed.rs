@@ -78,6 +78,7 @@ pub async fn add_releases(
                 sha256: done.sha256,
                 size: done.size,
             }],
+            compat: Default::default(),
         });
     }
     if let Some(newest) = added.last_mut() {

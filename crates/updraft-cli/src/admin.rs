@@ -104,6 +104,16 @@ pub struct PublishArgs {
     /// 1%:1h,10%:6h,50%:1d,100% (starts at the first step unless --rollout says otherwise).
     #[arg(long, value_name = "STEPS")]
     schedule: Option<String>,
+    /// Extra file served next to the artifact of PLATFORM, e.g. an electron blockmap:
+    /// linux-x86_64=dist/app.AppImage.blockmap; repeatable.
+    #[arg(long = "file", value_name = "PLATFORM=FILE")]
+    files: Vec<String>,
+    /// Oldest OS version the release runs on (Sparkle's minimumSystemVersion), e.g. 11.0.
+    #[arg(long, value_name = "VERSION")]
+    min_system_version: Option<String>,
+    /// Mark the release critical (Sparkle's criticalUpdate).
+    #[arg(long)]
+    critical: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -370,17 +380,22 @@ pub async fn run_release(cmd: ReleaseCmd) -> anyhow::Result<i32> {
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.conn)?;
-    let mut files = Vec::new();
-    for a in &args.artifacts {
-        let (platform, file) = a.split_once('=').ok_or_else(|| coded(2, format!("--artifact {a:?}: expected PLATFORM=FILE")))?;
-        let path = PathBuf::from(file);
-        let filename =
-            path.file_name().and_then(|n| n.to_str()).ok_or_else(|| coded(2, format!("--artifact {a:?}: no file name")))?.to_owned();
-        if !path.is_file() {
-            return Err(coded(2, format!("--artifact {a:?}: {} is not a readable file", path.display())));
+    let parse_files = |flag: &str, given: &[String]| -> anyhow::Result<Vec<(String, String, PathBuf)>> {
+        let mut files = Vec::new();
+        for a in given {
+            let (platform, file) = a.split_once('=').ok_or_else(|| coded(2, format!("{flag} {a:?}: expected PLATFORM=FILE")))?;
+            let path = PathBuf::from(file);
+            let filename =
+                path.file_name().and_then(|n| n.to_str()).ok_or_else(|| coded(2, format!("{flag} {a:?}: no file name")))?.to_owned();
+            if !path.is_file() {
+                return Err(coded(2, format!("{flag} {a:?}: {} is not a readable file", path.display())));
+            }
+            files.push((platform.to_owned(), filename, path));
         }
-        files.push((platform.to_owned(), filename, path));
-    }
+        Ok(files)
+    };
+    let files = parse_files("--artifact", &args.artifacts)?;
+    let extra_files = parse_files("--file", &args.files)?;
     let rollout = match &args.rollout {
         Some(r) => Some(r.parse::<updraft_core::Percent>().map_err(|e| coded(2, e.to_string()))?.as_f64()),
         None => None,
@@ -417,7 +432,23 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         bar.finish();
         artifacts.push(json!({ "platform": platform, "filename": filename, "upload_id": id }));
     }
+    let mut extra = Vec::new();
+    for (platform, filename, path) in &extra_files {
+        let bar = if args.conn.json { ProgressBar::hidden() } else { ProgressBar::new(0).with_style(style.clone()) };
+        let id = api.upload(path, &format!("{platform} {filename}"), &bar).await?;
+        bar.finish();
+        extra.push(json!({ "platform": platform, "filename": filename, "upload_id": id }));
+    }
     let mut body = json!({ "version": args.version, "channel": args.channel, "artifacts": artifacts, "publish": !args.draft });
+    if !extra.is_empty() {
+        body["files"] = json!(extra);
+    }
+    if let Some(v) = &args.min_system_version {
+        body["min_system_version"] = json!(v);
+    }
+    if args.critical {
+        body["critical"] = json!(true);
+    }
     if let Some(n) = &args.notes {
         body["notes"] = json!(n);
     }

@@ -43,6 +43,7 @@ fn release(app: &str, i: usize, rollout_bp: u32) -> ReleaseRow {
                 size: 48_000_000 + i as u64,
             })
             .collect(),
+        compat: Default::default(),
     }
 }
 

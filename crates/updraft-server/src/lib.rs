@@ -12,6 +12,7 @@
 //! ```
 
 pub mod auth;
+pub mod compat;
 pub mod config;
 pub mod error;
 mod extract;
@@ -95,6 +96,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blobs/{sha256}", get(routes::public::get_blob))
         .route("/tuf/{app}/metadata/{file}", get(routes::public::get_metadata))
         .route("/tuf/{app}/targets/{*path}", get(routes::public::get_target))
+        .route("/compat/tauri/{app}/{channel}/{target}/{arch}/{current_version}", get(compat::tauri::check))
+        .route("/compat/tauri/{app}/{channel}/latest.json", get(compat::tauri::latest_json))
+        .route("/compat/tauri/{app}/minisign.pub", get(compat::tauri::pubkey))
+        .route("/compat/electron/{app}/{channel}/{file}", get(compat::electron::channel_file))
+        .route("/compat/velopack/{app}/{file}", get(compat::velopack::get))
+        .route("/compat/sparkle/{app}/{channel}/appcast.xml", get(compat::sparkle::appcast))
+        .route("/compat/sparkle/{app}/ed25519.pub", get(compat::sparkle::pubkey))
+        .route("/compat/files/{app}/{version}/{platform}/{file}", get(compat::routes::file))
         .route("/healthz", get(routes::public::healthz))
         .route("/readyz", get(routes::public::readyz))
         .route("/metrics", get(routes::public::metrics))

@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use crate::compat;
 use crate::routes::{admin, keys, public, rollouts};
 
 #[derive(OpenApi)]
@@ -22,6 +23,8 @@ use crate::routes::{admin, keys, public, rollouts};
         admin::create_token, admin::list_tokens, admin::revoke_token,
         admin::list_audit,
         keys::list_keys, keys::rotate_keys, keys::export_root, keys::import_root,
+        compat::tauri::check, compat::tauri::latest_json, compat::tauri::pubkey, compat::electron::channel_file,
+        compat::velopack::get, compat::sparkle::appcast, compat::sparkle::pubkey, compat::routes::file,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -32,6 +35,7 @@ use crate::routes::{admin, keys, public, rollouts};
         (name = "apps"), (name = "uploads", description = "Resumable artifact uploads"), (name = "releases"),
         (name = "rollouts"), (name = "tokens"), (name = "audit"),
         (name = "keys", description = "TUF signing keys: thresholds, rotation, the offline root ceremony"),
+        (name = "compat", description = "Feeds for Tauri, electron-updater, Velopack and Sparkle apps (docs/integrations/)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use updraft_core::{AppId, Channel, Percent, Platform, Version};
-use updraft_store::{AppRow, ArtifactRow, AuditEntry, Changeset, ReleaseRow, ReleaseState, StoreError};
+use updraft_store::{AppRow, ArtifactRow, AuditEntry, Changeset, ExtraFile, ReleaseCompat, ReleaseRow, ReleaseState, StoreError};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -25,6 +25,11 @@ pub struct NewRelease {
     pub artifacts: Vec<NewArtifact>,
     pub publish: bool,
     pub rollout: Percent,
+    /// For the compatible feeds: Sparkle's `minimumSystemVersion` and `criticalUpdate`.
+    pub min_system_version: Option<String>,
+    pub critical: bool,
+    /// Extra files served next to the artifact of their platform (electron `.blockmap`s).
+    pub files: Vec<NewArtifact>,
 }
 
 /// A change to one release's rollout or state.
@@ -129,6 +134,7 @@ pub async fn create_release(
             return Err(ApiError::bad_request("duplicate_platform", format!("platform {} is given twice", a.platform)));
         }
     }
+    crate::compat::check_extra_files(&new.artifacts, &new.files)?;
     let lock = state.app_lock(app.as_str());
     let _guard = lock.lock().await;
     let mut releases = state.store.list_releases(app.as_str()).await?;
@@ -140,7 +146,7 @@ pub async fn create_release(
     }
     // Check every upload before finishing any, so a bad one leaves the others reusable.
     let mut uploads = Vec::new();
-    for a in &new.artifacts {
+    for a in new.artifacts.iter().chain(&new.files) {
         let up = state
             .blobs
             .get_upload(&a.upload_id)
@@ -153,15 +159,24 @@ pub async fn create_release(
         uploads.push(up);
     }
     let mut artifacts = Vec::new();
-    for (a, up) in new.artifacts.iter().zip(&uploads) {
+    let mut files = Vec::new();
+    for (i, (a, up)) in new.artifacts.iter().chain(&new.files).zip(&uploads).enumerate() {
         let done = state.blobs.finish(up).await?;
-        artifacts.push(ArtifactRow {
-            platform: a.platform.to_string(),
-            filename: a.filename.clone(),
-            sha256: done.sha256,
-            size: done.size,
-        });
+        let (platform, filename, sha256, size) = (a.platform.to_string(), a.filename.clone(), done.sha256, done.size);
+        if i < new.artifacts.len() {
+            artifacts.push(ArtifactRow { platform, filename, sha256, size });
+        } else {
+            files.push(ExtraFile { platform, filename, sha256, size });
+        }
     }
+    // Digests and signatures for the compatible feeds, computed once and committed with the
+    // release; a failure here leaves nothing (the finished blobs are unreferenced).
+    let compat = ReleaseCompat {
+        min_system_version: new.min_system_version,
+        critical: new.critical,
+        artifacts: crate::compat::sign_artifacts(state, app, &new.version.to_string(), &artifacts).await?,
+        files,
+    };
     let now = updraft_store::now_rfc3339();
     let row = ReleaseRow {
         app: app.to_string(),
@@ -174,6 +189,7 @@ pub async fn create_release(
         created_at: now.clone(),
         published_at: new.publish.then_some(now),
         artifacts,
+        compat,
     };
     releases.push(row.clone());
     let metadata = if new.publish { state.repo.sign_targets_change(state.store.as_ref(), app, &releases).await? } else { vec![] };

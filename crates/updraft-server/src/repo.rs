@@ -203,6 +203,14 @@ impl Repo {
         self.data_dir.join("keys").join(app.as_str())
     }
 
+    /// The app's updater key for the compatible feeds (minisign, Sparkle), created on first
+    /// use, stored like the TUF keys but beside the app's TUF key directory (`APP.updater/`;
+    /// no app id has a dot), which holds exactly the keys its root names.
+    pub fn updater_key(&self, app: &AppId) -> Result<Arc<crate::compat::sign::UpdaterKey>, RepoError> {
+        let dir = self.data_dir.join("keys").join(format!("{app}.updater"));
+        crate::compat::sign::UpdaterKey::load_or_create(&dir, self.passphrase.as_deref())
+    }
+
     /// Where the app's trusted root is written for operators to hand to clients.
     pub fn trust_file(&self, app: &AppId) -> PathBuf {
         self.data_dir.join("trust").join(format!("{app}.root.json"))

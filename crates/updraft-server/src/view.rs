@@ -55,6 +55,9 @@ pub struct AppView {
     targets: HashMap<String, String>,
     /// Metric handle for checks on channels or platforms the app does not have.
     pub unknown: metrics::Counter,
+    /// The compatible feeds (Tauri, electron-updater, Velopack, Sparkle), built from the same
+    /// releases at the same time, so every change reaches every feed.
+    pub compat: crate::compat::Feeds,
 }
 
 pub enum Decision<'a> {
@@ -140,7 +143,8 @@ impl AppView {
             }
         }
         let unknown = counter("_other", "_other", "none");
-        AppView { app, slots, blobs, targets, unknown }
+        let compat = crate::compat::Feeds::build(&app, releases, public_url);
+        AppView { app, slots, blobs, targets, unknown, compat }
     }
 
     pub fn slot(&self, channel: &str, platform: &str) -> Option<&Slot> {
@@ -154,11 +158,7 @@ impl AppView {
             if offer.version <= *current {
                 break;
             }
-            let admitted = match client {
-                Some(id) => rollout::admits(&self.app, &offer.salt, id, offer.share),
-                None => offer.share == Percent::FULL,
-            };
-            if admitted {
+            if admitted(&self.app, offer.share, &offer.salt, client) {
                 return Decision::Offer(offer);
             }
         }
@@ -176,6 +176,15 @@ impl AppView {
 
     pub fn target_blob(&self, target_file: &str) -> Option<&str> {
         self.targets.get(target_file).map(String::as_str)
+    }
+}
+
+/// Whether a release at `share` is offered to `client`: its bucket is below the share; without
+/// a client id only fully rolled-out releases are offered. Every feed decides with this.
+pub fn admitted(app: &AppId, share: Percent, salt: &str, client: Option<&str>) -> bool {
+    match client {
+        Some(id) => rollout::admits(app, salt, id, share),
+        None => share == Percent::FULL,
     }
 }
 

@@ -55,6 +55,53 @@ pub struct ReleaseRow {
     pub created_at: String,
     pub published_at: Option<String>,
     pub artifacts: Vec<ArtifactRow>,
+    /// What the compatible feeds need beyond the above (stored as one JSON column).
+    pub compat: ReleaseCompat,
+}
+
+/// Release metadata for the compatible feeds (Tauri, electron-updater, Velopack, Sparkle):
+/// given at publish or computed once then, in the same transaction as the release.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseCompat {
+    /// Oldest OS version the release runs on (Sparkle's `minimumSystemVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_system_version: Option<String>,
+    /// Sparkle's `criticalUpdate`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub critical: bool,
+    /// Digests and signatures per artifact (by platform).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactCompat>,
+    /// Extra files served next to an artifact, such as electron `.blockmap` files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ExtraFile>,
+}
+
+impl ReleaseCompat {
+    pub fn artifact(&self, platform: &str) -> Option<&ArtifactCompat> {
+        self.artifacts.iter().find(|a| a.platform == platform)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactCompat {
+    pub platform: String,
+    /// SHA-512, base64 (electron-updater).
+    pub sha512: String,
+    /// SHA-1, hex (Velopack).
+    pub sha1: String,
+    /// The minisign `.sig` file, base64 (Tauri's `signature`).
+    pub minisign: String,
+    /// Ed25519 over the file, base64 (Sparkle's `edSignature`).
+    pub ed25519: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraFile {
+    pub platform: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

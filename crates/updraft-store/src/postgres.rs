@@ -22,6 +22,7 @@ use crate::{
 /// Schema migrations, each the twin of `migrations/sqlite/` under the same number.
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_release_compat.sql")),
     (3, include_str!("../migrations/postgres/0003_ingest.sql")),
     (4, include_str!("../migrations/postgres/0004_rollouts.sql")),
     (5, include_str!("../migrations/postgres/0005_key_files.sql")),

@@ -18,6 +18,7 @@ fn u64_col(row: &$row, col: &str) -> Result<u64, StoreError> {
 
 fn release_from_row(row: &$row) -> Result<ReleaseRow, StoreError> {
     let state: String = row.try_get("state")?;
+    let compat: String = row.try_get("compat")?;
     Ok(ReleaseRow {
         app: row.try_get("app")?,
         version: row.try_get("version")?,
@@ -29,6 +30,7 @@ fn release_from_row(row: &$row) -> Result<ReleaseRow, StoreError> {
         created_at: row.try_get("created_at")?,
         published_at: row.try_get("published_at")?,
         artifacts: Vec::new(),
+        compat: serde_json::from_str(&compat).map_err(|_| StoreError::Corrupt("release compat metadata".into()))?,
     })
 }
 
@@ -92,10 +94,11 @@ async fn append_audit_tx(tx: &mut Tx<'_>, e: &AuditEntry) -> Result<(), StoreErr
 async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Result<(), StoreError> {
     for r in &changes.releases {
         sqlx::query(
-            "INSERT INTO releases (app, version, channel, notes, state, rollout_bp, salt, created_at, published_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO releases (app, version, channel, notes, state, rollout_bp, salt, created_at, published_at, compat)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (app, version) DO UPDATE SET channel = excluded.channel, notes = excluded.notes,
-               state = excluded.state, rollout_bp = excluded.rollout_bp, published_at = excluded.published_at",
+               state = excluded.state, rollout_bp = excluded.rollout_bp, published_at = excluded.published_at,
+               compat = excluded.compat",
         )
         .bind(app)
         .bind(&r.version)
@@ -106,6 +109,7 @@ async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Resul
         .bind(&r.salt)
         .bind(&r.created_at)
         .bind(&r.published_at)
+        .bind(serde_json::to_string(&r.compat).map_err(|_| StoreError::Corrupt("release compat metadata".into()))?)
         .execute(&mut **tx)
         .await?;
         for a in &r.artifacts {
@@ -417,6 +421,7 @@ pub(crate) mod conformance {
             created_at: crate::now_rfc3339(),
             published_at: None,
             artifacts: vec![ArtifactRow { platform: "linux-x86_64".into(), filename: "f".into(), sha256: "00".into(), size: 1 }],
+            compat: crate::ReleaseCompat { critical: true, min_system_version: Some("11.0".into()), ..Default::default() },
         };
         // Metadata version 1 exists: the whole changeset, release included, must be refused.
         let bad = Changeset { releases: vec![release.clone()], metadata: vec![meta("targets", 2), meta("targets", 1)], audit: None };

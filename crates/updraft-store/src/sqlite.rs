@@ -17,6 +17,7 @@ use crate::{AppRow, ArtifactRow, AuditEntry, AuditRow, Changeset, MetaStore, Met
 /// under the same number.
 pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_release_compat.sql")),
     (3, include_str!("../migrations/sqlite/0003_ingest.sql")),
     (4, include_str!("../migrations/sqlite/0004_rollouts.sql")),
     (5, include_str!("../migrations/sqlite/0005_key_files.sql")),

@@ -6,6 +6,7 @@ mod auth_matrix;
 mod backend;
 mod bad_input;
 mod client;
+mod compat;
 mod crash;
 mod harness;
 mod health;

@@ -134,6 +134,12 @@ pub struct ReleaseInfo {
     pub created_at: String,
     pub published_at: Option<String>,
     pub artifacts: Vec<ArtifactInfo>,
+    /// Extra files served next to an artifact (electron `.blockmap`s).
+    pub files: Vec<ArtifactInfo>,
+    /// Sparkle's `minimumSystemVersion`.
+    pub min_system_version: Option<String>,
+    /// Sparkle's `criticalUpdate`.
+    pub critical: bool,
 }
 
 impl From<&ReleaseRow> for ReleaseInfo {
@@ -157,6 +163,19 @@ impl From<&ReleaseRow> for ReleaseInfo {
                     size: a.size,
                 })
                 .collect(),
+            files: r
+                .compat
+                .files
+                .iter()
+                .map(|f| ArtifactInfo {
+                    platform: f.platform.clone(),
+                    filename: f.filename.clone(),
+                    sha256: f.sha256.clone(),
+                    size: f.size,
+                })
+                .collect(),
+            min_system_version: r.compat.min_system_version.clone(),
+            critical: r.compat.critical,
         }
     }
 }
@@ -423,6 +442,16 @@ pub struct CreateRelease {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100)]
     rollout_percent: Option<f64>,
+    /// Oldest OS version the release runs on (Sparkle's `minimumSystemVersion`), e.g. `11.0`.
+    #[serde(default)]
+    min_system_version: Option<String>,
+    /// A critical update (Sparkle's `criticalUpdate`).
+    #[serde(default)]
+    critical: Option<bool>,
+    /// Extra files served next to the artifact of the same platform, such as electron
+    /// `.blockmap` files (named `{artifact filename}.blockmap`).
+    #[serde(default)]
+    files: Vec<CreateArtifact>,
 }
 
 fn percent(x: f64) -> ApiResult<Percent> {
@@ -461,6 +490,19 @@ pub async fn create_release(
             .collect::<ApiResult<_>>()?,
         publish: body.publish.unwrap_or(true),
         rollout: body.rollout_percent.map(percent).transpose()?.unwrap_or(Percent::FULL),
+        min_system_version: body.min_system_version.map(|v| crate::compat::check_min_system_version(&v).map(|_| v)).transpose()?,
+        critical: body.critical.unwrap_or(false),
+        files: body
+            .files
+            .into_iter()
+            .map(|a| {
+                Ok(NewArtifact {
+                    platform: parse::<Platform>("invalid_platform", &a.platform)?,
+                    filename: a.filename,
+                    upload_id: a.upload_id,
+                })
+            })
+            .collect::<ApiResult<_>>()?,
     };
     let row = ops::create_release(&state, &caller, &app, new, rid.as_deref()).await?;
     Ok((StatusCode::CREATED, axum::Json(ReleaseInfo::from(&row))).into_response())
