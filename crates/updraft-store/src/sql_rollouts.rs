@@ -172,6 +172,7 @@ pub(crate) mod conformance {
             created_at: crate::now_rfc3339(),
             published_at: None,
             artifacts: vec![],
+            compat: Default::default(),
         }
     }
 

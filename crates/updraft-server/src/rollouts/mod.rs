@@ -586,6 +586,7 @@ mod tests {
                 .iter()
                 .map(|p| ArtifactRow { platform: (*p).into(), filename: "f".into(), sha256: "00".into(), size: 1 })
                 .collect(),
+            compat: Default::default(),
         }
     }
 
