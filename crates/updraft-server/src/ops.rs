@@ -174,7 +174,7 @@ pub async fn create_release(
     let compat = ReleaseCompat {
         min_system_version: new.min_system_version,
         critical: new.critical,
-        artifacts: crate::compat::sign_artifacts(state, app, &new.version.to_string(), &artifacts).await?,
+        artifacts: crate::compat::sign_artifacts(state, app, &new.version.to_string(), &artifacts, &files).await?,
         files,
     };
     let now = updraft_store::now_rfc3339();

@@ -282,12 +282,17 @@ fn electron_updater_dir() -> PathBuf {
 }
 
 fn electron_check(dir: &Path, feed: &str, current: &str, staging_id: &str, work: &str) -> serde_json::Value {
+    electron_run(dir, feed, current, staging_id, work, None)
+}
+
+fn electron_run(dir: &Path, feed: &str, current: &str, staging_id: &str, work: &str, old_installer: Option<&Path>) -> serde_json::Value {
     let work = dir.join(work);
     std::fs::create_dir_all(&work).unwrap();
     let out = Command::new("node")
         .arg("check.js")
         .args([feed, current, staging_id])
         .arg(&work)
+        .args(old_installer)
         .current_dir(electron_updater_dir())
         .output()
         .expect("node");
@@ -360,6 +365,44 @@ fn electron_updater_finds_downloads_and_verifies_sha512_and_honours_the_rollout(
     assert!(multi.headers()["content-type"].to_str().unwrap().starts_with("multipart/byteranges"));
     let body = multi.bytes().unwrap();
     assert!(body.windows(4).any(|w| w == &app_image[100..104]));
+}
+
+#[test]
+fn electron_updater_downloads_differentially_with_blockmaps_and_multi_range_requests() {
+    let (dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    // Two installers that share most of their blocks.
+    let old = bytes(400_000, 31);
+    let mut new = old.clone();
+    for b in &mut new[100_000..140_000] {
+        *b ^= 0x33;
+    }
+    for b in &mut new[300_000..310_000] {
+        *b ^= 0x44;
+    }
+    for (version, body) in [("1.0.0", &old), ("1.1.0", &new)] {
+        let name = format!("Demo-Setup-{version}.exe");
+        let sub = dir.path().join(version);
+        std::fs::create_dir_all(&sub).unwrap();
+        let exe = sub.join(&name);
+        std::fs::write(&exe, body).unwrap();
+        let map = sub.join(format!("{name}.blockmap"));
+        let made = Command::new("node").arg("check.js").arg("--blockmap").arg(&exe).arg(&map).current_dir(electron_updater_dir()).status();
+        assert!(made.unwrap().success());
+        let (a, f) = (format!("windows-x86_64={}", exe.display()), format!("windows-x86_64={}", map.display()));
+        server.cli(&["release", "publish", "demo", version, "--channel", "stable", "--artifact", &a, "--file", &f]).ok();
+    }
+    let old_installer = dir.path().join("1.0.0/Demo-Setup-1.0.0.exe");
+    let feed = server.url("/compat/electron/demo/stable/");
+    let got = electron_run(dir.path(), &feed, "1.0.0", "0b6d2f4e-1c3a-4d5e-8f70-9a1b2c3d4e5f", "diff", Some(&old_installer));
+    assert_eq!(got["available"], true, "{got}");
+    assert!(got["error"].is_null(), "{got}");
+    assert_eq!(std::fs::read(got["file"].as_str().unwrap()).unwrap(), new, "the rebuilt installer is the new one");
+    // Only the changed blocks were fetched, several ranges per request.
+    let ranges: Vec<&str> = got["ranges"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(ranges.iter().any(|r| r.starts_with("bytes=") && r.contains(',')), "no multi-range request: {got}");
+    assert_eq!(got["fullDownloads"], 0, "electron-updater fell back to a full download: {got}");
 }
 
 /// electron-updater's Linux channel-file suffix for this machine's architecture.
@@ -505,4 +548,83 @@ fn bad_compat_requests_get_stable_codes() {
         "eleven",
     ]);
     assert!(out.stderr.contains("invalid_min_system_version"), "{out:?}");
+}
+
+/// A developer's own minisign key, as `tauri signer generate` makes: (public key file, signer).
+fn developer_minisign(seed: u8) -> (String, impl Fn(&[u8], &str) -> String) {
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let id = [seed, 1, 2, 3, 4, 5, 6, 7];
+    let mut pk = b"Ed".to_vec();
+    pk.extend_from_slice(&id);
+    pk.extend_from_slice(key.verifying_key().as_bytes());
+    let public = format!("untrusted comment: minisign public key\n{}\n", B64.encode(pk));
+    let sign = move |data: &[u8], comment: &str| {
+        use blake2::Digest;
+        let sig = key.sign(&blake2::Blake2b512::digest(data)).to_bytes();
+        let mut bin = b"ED".to_vec();
+        bin.extend_from_slice(&id);
+        bin.extend_from_slice(&sig);
+        let global = key.sign(&[&sig[..], comment.as_bytes()].concat()).to_bytes();
+        let file = format!("untrusted comment: signature\n{}\ntrusted comment: {comment}\n{}\n", B64.encode(bin), B64.encode(global));
+        B64.encode(file) // what Tauri's bundler writes to X.sig
+    };
+    (public, sign)
+}
+
+#[test]
+fn apps_that_keep_their_own_keys_get_their_own_signatures_served() {
+    use ed25519_dalek::Signer;
+    let (dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    let (public, sign) = developer_minisign(9);
+    let sparkle_key = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
+    let app_image = bytes(50_000, 21);
+    let zip = bytes(40_000, 22);
+    let write = |name: &str, body: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let sig = write("demo.AppImage.sig", sign(&app_image, "timestamp:1\tfile:demo.AppImage").as_bytes());
+    let edsig = write(
+        "Demo.zip.edsig",
+        format!("sparkle:edSignature=\"{}\" length=\"{}\"\n", B64.encode(sparkle_key.sign(&zip).to_bytes()), zip.len()).as_bytes(),
+    );
+    let flags = [format!("{}={sig}", linux()), format!("darwin-universal={edsig}")];
+    publish_files(
+        &server,
+        dir.path(),
+        "1.1.0",
+        &[(&linux(), "demo.AppImage", &app_image), ("darwin-universal", "Demo.zip", &zip)],
+        &["--file", &flags[0], "--file", &flags[1]],
+    );
+
+    // The unchanged Tauri app trusts its developer's key, and Updraft serves that signature.
+    let config = cargo_packager_updater::Config {
+        endpoints: vec![url::Url::parse(&server.url("/compat/tauri/demo/stable/{{target}}/{{arch}}/{{current_version}}")).unwrap()],
+        pubkey: B64.encode(&public),
+        windows: None,
+    };
+    let updater = cargo_packager_updater::UpdaterBuilder::new("1.0.0".parse().unwrap(), config)
+        .executable_path(dir.path().join("demo.AppImage"))
+        .build()
+        .unwrap();
+    let update = updater.check().expect("check").expect("update");
+    assert_eq!(update.download().expect("verified with the developer's key"), app_image);
+
+    // The unchanged Sparkle app's SUPublicEDKey verifies the appcast's edSignature.
+    let xml = get(&http(), &server.url("/compat/sparkle/demo/stable/appcast.xml")).text().unwrap();
+    let served = xml.split("sparkle:edSignature=\"").nth(1).unwrap().split('"').next().unwrap();
+    let served = ed25519_dalek::Signature::from_slice(&B64.decode(served).unwrap()).unwrap();
+    sparkle_key.verifying_key().verify(&zip, &served).expect("the developer's Sparkle key verifies the archive");
+
+    // Something that is not a signature file is refused, and nothing is published.
+    let junk = write("other.AppImage.sig", b"not a signature");
+    let art = write("other.AppImage", b"x");
+    let (a, f) = (format!("{}={art}", linux()), format!("{}={junk}", linux()));
+    let out = server.cli(&["release", "publish", "demo", "2.0.0", "--channel", "stable", "--artifact", &a, "--file", &f]);
+    assert!(out.stderr.contains("invalid_signature_file"), "{out:?}");
+    assert_eq!(server.cli(&["release", "list", "demo", "--json"]).ok().json()["releases"].as_array().unwrap().len(), 1);
 }

@@ -306,10 +306,31 @@ pub fn check_min_system_version(v: &str) -> ApiResult<()> {
 /// Computes each artifact's digests and signatures for the compatible feeds, streaming each
 /// stored blob (file or S3) on a blocking thread. Called under the app lock, before the
 /// release commits.
-pub async fn sign_artifacts(state: &AppState, app: &AppId, version: &str, artifacts: &[ArtifactRow]) -> ApiResult<Vec<ArtifactCompat>> {
+///
+/// An app that already ships with its own keys keeps them: a `{artifact}.sig` extra file (what
+/// Tauri's bundler writes: base64 of a minisign signature file) replaces Updraft's minisign
+/// signature, and a `{artifact}.edsig` file (Sparkle's `sign_update` output, or the bare base64
+/// signature) replaces its ed25519 signature. Updraft serves them as given; the app verifies
+/// them with the key it trusts.
+pub async fn sign_artifacts(
+    state: &AppState,
+    app: &AppId,
+    version: &str,
+    artifacts: &[ArtifactRow],
+    files: &[updraft_store::ExtraFile],
+) -> ApiResult<Vec<ArtifactCompat>> {
     let key = state.repo.updater_key(app)?;
     let mut out = Vec::with_capacity(artifacts.len());
     for a in artifacts {
+        let own = |suffix: &str| files.iter().find(|f| f.platform == a.platform && f.filename == format!("{}{suffix}", a.filename));
+        let own_minisign = match own(".sig") {
+            Some(f) => Some(own_minisign(&read_small(state, f).await?, &f.filename)?),
+            None => None,
+        };
+        let own_ed25519 = match own(".edsig") {
+            Some(f) => Some(own_ed25519(&read_small(state, f).await?, &f.filename)?),
+            None => None,
+        };
         let comment = sign::trusted_comment(&a.filename, version);
         let (key, st, sha256) = (key.clone(), state.clone(), a.sha256.clone());
         let handle = tokio::runtime::Handle::current();
@@ -324,11 +345,67 @@ pub async fn sign_artifacts(state: &AppState, app: &AppId, version: &str, artifa
             platform: a.platform.clone(),
             sha512: sigs.sha512_base64,
             sha1: sigs.sha1_hex,
-            minisign: sigs.minisign_base64,
-            ed25519: sigs.ed25519_base64,
+            minisign: own_minisign.unwrap_or(sigs.minisign_base64),
+            ed25519: own_ed25519.unwrap_or(sigs.ed25519_base64),
         });
     }
     Ok(out)
+}
+
+/// An uploaded signature file's text (at most 16 KiB).
+async fn read_small(state: &AppState, f: &updraft_store::ExtraFile) -> ApiResult<String> {
+    let bad = || ApiError::bad_request("invalid_signature_file", format!("{} is not a signature file", f.filename));
+    if f.size > 16 * 1024 {
+        return Err(bad());
+    }
+    let (st, sha256) = (state.clone(), f.sha256.clone());
+    let handle = tokio::runtime::Handle::current();
+    let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut blob_reader(&handle, &st.blobs, &sha256)?, &mut out)?;
+        Ok(out)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+/// Tauri's `.sig` file: base64 of a minisign signature file (4 lines, algorithm `Ed`/`ED`).
+fn own_minisign(text: &str, name: &str) -> ApiResult<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = || ApiError::bad_request("invalid_signature_file", format!("{name} is not a base64 minisign signature (Tauri's .sig file)"));
+    let text = text.trim();
+    let decoded = String::from_utf8(b64.decode(text).map_err(|_| bad())?).map_err(|_| bad())?;
+    let lines: Vec<&str> = decoded.lines().collect();
+    let sig = lines.get(1).and_then(|l| b64.decode(l.trim()).ok()).ok_or_else(bad)?;
+    let ok = lines.len() >= 4
+        && lines[2].starts_with("trusted comment: ")
+        && sig.len() == 74
+        && (sig.starts_with(b"Ed") || sig.starts_with(b"ED"))
+        && b64.decode(lines[3].trim()).is_ok_and(|g| g.len() == 64);
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Sparkle's `sign_update` output (`sparkle:edSignature="…" length="…"`) or the bare base64
+/// signature.
+fn own_ed25519(text: &str, name: &str) -> ApiResult<String> {
+    use base64::Engine;
+    let text = text.trim();
+    let sig = match text.split_once("sparkle:edSignature=\"") {
+        Some((_, rest)) => rest.split('"').next().unwrap_or_default(),
+        None => text,
+    };
+    if base64::engine::general_purpose::STANDARD.decode(sig).is_ok_and(|s| s.len() == 64) {
+        Ok(sig.to_owned())
+    } else {
+        Err(ApiError::bad_request("invalid_signature_file", format!("{name} is not an ed25519 signature (Sparkle's sign_update output)")))
+    }
 }
 
 /// A blocking reader over a stored blob, from its start (for a blocking thread).
