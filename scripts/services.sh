@@ -81,6 +81,10 @@ stop_services() {
 ensure_postgres
 psql -q -d "$PG_URL" -c "SELECT 1" >/dev/null || { echo "cannot log in to PostgreSQL as postgres on 127.0.0.1" >&2; exit 1; }
 export UPDRAFT_TEST_POSTGRES="$PG_URL"
+# Databases earlier test runs made (each test makes its own): dropped unless still in use.
+for db in $(psql -At -d "$PG_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'updraft\_e2e\_%' OR datname LIKE 'updraft\_unit\_%'"); do
+    psql -q -d "$PG_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+done
 ensure_moto
 trap stop_services EXIT
 echo "== services: PostgreSQL at 127.0.0.1:5432, S3 (moto $MOTO_VERSION) at $UPDRAFT_TEST_S3"

@@ -49,6 +49,15 @@ pub enum AppCmd {
         after_help = "Example:\n  updraft app health-rules my-app\n  updraft app health-rules my-app --set rules.json --webhook https://hooks.slack.com/services/T/B/X --webhook-format slack\n  updraft app health-rules my-app --defaults\n\nrules.json: {\"z\": 1.96, \"rules\": [{\"metric\": \"crash_free_sessions\", \"min_sample\": 200, \"tolerance\": 0.005}]}\nMetrics: crash_free_sessions, crash_free_clients, install_failure_rate."
     )]
     HealthRules(crate::rollout_cmd::HealthRulesArgs),
+    /// Print the app's Sentry DSN, for crash and session reporting.
+    #[command(
+        after_help = "Example:\n  updraft app dsn my-app\n  # Python: sentry_sdk.init(dsn=\"$(updraft app dsn my-app)\", release=\"my-app@1.4.0\")"
+    )]
+    Dsn {
+        app: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -307,7 +316,7 @@ fn file_chunks(
     })
 }
 
-fn print(conn: &Conn, value: &Value, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(conn: &Conn, value: &Value, human: impl FnOnce(&Value) -> String) {
     if conn.json {
         println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     } else {
@@ -356,6 +365,10 @@ pub async fn run_app(cmd: AppCmd) -> anyhow::Result<i32> {
             });
         }
         AppCmd::HealthRules(args) => return crate::rollout_cmd::health_rules(args).await,
+        AppCmd::Dsn { app, conn } => {
+            let v = Api::new(&conn)?.get(&format!("/apps/{}/dsn", seg(&app))).await?;
+            print(&conn, &v, |v| v["dsn"].as_str().unwrap_or("").to_owned());
+        }
     }
     Ok(crate::exit::OK)
 }

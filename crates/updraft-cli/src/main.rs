@@ -6,6 +6,7 @@ mod admin;
 mod audit_cmd;
 mod client_cmd;
 mod exit;
+mod health_cmd;
 mod keys_cmd;
 mod rollout_cmd;
 mod serve;
@@ -56,6 +57,12 @@ enum Command {
     /// Check for, download and install updates, verified with TUF.
     #[command(subcommand)]
     Client(client_cmd::ClientCmd),
+    /// Release health from crash and session reports: crash-free rates, issues.
+    #[command(subcommand)]
+    Health(health_cmd::HealthCmd),
+    /// Privacy: erase one install's data, set how long data is kept.
+    #[command(subcommand)]
+    Privacy(health_cmd::PrivacyCmd),
     /// Check benchmark results against service-level objectives.
     #[command(subcommand)]
     Slo(slo::SloCmd),
@@ -80,6 +87,8 @@ fn main() {
             Command::Token(cmd) => admin::run_token(cmd).await,
             Command::Audit(cmd) => audit_cmd::run(cmd).await,
             Command::Client(cmd) => client_cmd::run(cmd).await,
+            Command::Health(cmd) => health_cmd::run_health(cmd).await,
+            Command::Privacy(cmd) => health_cmd::run_privacy(cmd).await,
             Command::Keys(cmd) => keys_cmd::run(cmd).await,
             Command::Slo(cmd) => slo::run(cmd),
         }

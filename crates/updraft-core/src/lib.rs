@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod health;
 pub mod ids;
+pub mod ingest;
 pub mod rollout;
 pub mod tuf;
 pub mod version;

@@ -47,6 +47,18 @@ pub struct RawConfig {
     pub pkcs11_module: Option<PathBuf>,
     /// PIN for `pkcs11:` key URIs that carry none.
     pub pkcs11_pin: Option<String>,
+    /// Ingest: largest request body as sent (compressed), bytes.
+    pub ingest_max_body_bytes: Option<u64>,
+    /// Ingest: largest body once decompressed, bytes.
+    pub ingest_max_decompressed_bytes: Option<u64>,
+    /// Ingest: largest single event or envelope item, bytes.
+    pub ingest_max_event_bytes: Option<u64>,
+    /// Ingest: envelopes per second per DSN key (0: no limit).
+    pub ingest_rate_limit: Option<u64>,
+    /// Ingest: envelopes waiting to be written before the server answers 429.
+    pub ingest_queue: Option<u64>,
+    /// Days crash, session and install data is kept for apps that do not set their own.
+    pub retention_days: Option<u64>,
 }
 
 /// A configuration problem, naming where the value came from and which field.
@@ -120,6 +132,12 @@ impl RawConfig {
             key_passphrase: get("UPDRAFT_KEY_PASSPHRASE"),
             pkcs11_module: get("UPDRAFT_PKCS11_MODULE").filter(|m| !m.is_empty()).map(PathBuf::from),
             pkcs11_pin: get("UPDRAFT_PKCS11_PIN"),
+            ingest_max_body_bytes: num("UPDRAFT_INGEST_MAX_BODY_BYTES"),
+            ingest_max_decompressed_bytes: num("UPDRAFT_INGEST_MAX_DECOMPRESSED_BYTES"),
+            ingest_max_event_bytes: num("UPDRAFT_INGEST_MAX_EVENT_BYTES"),
+            ingest_rate_limit: num("UPDRAFT_INGEST_RATE_LIMIT"),
+            ingest_queue: num("UPDRAFT_INGEST_QUEUE"),
+            retention_days: num("UPDRAFT_RETENTION_DAYS"),
         };
         if errors.is_empty() {
             Ok(raw)
@@ -154,6 +172,12 @@ impl RawConfig {
             trust_forwarded_for: self.trust_forwarded_for.or(lower.trust_forwarded_for),
             pkcs11_module: self.pkcs11_module.or(lower.pkcs11_module),
             pkcs11_pin: self.pkcs11_pin.or(lower.pkcs11_pin),
+            ingest_max_body_bytes: self.ingest_max_body_bytes.or(lower.ingest_max_body_bytes),
+            ingest_max_decompressed_bytes: self.ingest_max_decompressed_bytes.or(lower.ingest_max_decompressed_bytes),
+            ingest_max_event_bytes: self.ingest_max_event_bytes.or(lower.ingest_max_event_bytes),
+            ingest_rate_limit: self.ingest_rate_limit.or(lower.ingest_rate_limit),
+            ingest_queue: self.ingest_queue.or(lower.ingest_queue),
+            retention_days: self.retention_days.or(lower.retention_days),
         }
     }
 
@@ -206,6 +230,28 @@ impl RawConfig {
                 bad("bootstrap_token", "must be at least 16 printable characters without spaces".into());
             }
         }
+        let size = |v: Option<u64>, default: u64| usize::try_from(v.unwrap_or(default)).unwrap_or(usize::MAX);
+        let ingest = crate::ingest::IngestLimits {
+            max_body: size(self.ingest_max_body_bytes, 1 << 20),
+            max_decompressed: size(self.ingest_max_decompressed_bytes, 8 << 20),
+            max_event: size(self.ingest_max_event_bytes, 1 << 20),
+            rate: self.ingest_rate_limit.unwrap_or(1000),
+            queue: size(self.ingest_queue, 4096),
+            retention_days: u32::try_from(self.retention_days.unwrap_or(90)).unwrap_or(u32::MAX),
+        };
+        for (name, v) in [
+            ("ingest_max_body_bytes", ingest.max_body),
+            ("ingest_max_decompressed_bytes", ingest.max_decompressed),
+            ("ingest_max_event_bytes", ingest.max_event),
+            ("ingest_queue", ingest.queue),
+        ] {
+            if v == 0 {
+                bad(name, "must be above 0".into());
+            }
+        }
+        if !(1..=3650).contains(&ingest.retention_days) {
+            bad("retention_days", format!("{} must be from 1 to 3650", ingest.retention_days));
+        }
         let data_dir = self.data.unwrap_or_else(|| PathBuf::from("updraft-data"));
         let database = match self.database.as_deref() {
             None => updraft_store::DatabaseUrl::Sqlite(data_dir.join("updraft.db")),
@@ -222,6 +268,7 @@ impl RawConfig {
             }),
         };
         let config = Config {
+            ingest,
             data_dir,
             database,
             blobs,
@@ -286,6 +333,8 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_pin: Option<String>,
+    /// Crash and session ingest limits.
+    pub ingest: crate::ingest::IngestLimits,
 }
 
 impl std::fmt::Debug for Config {

@@ -96,6 +96,11 @@ impl From<StoreError> for ApiError {
                 }
                 err
             }
+            // A unique key refused a write that raced another instance's: nothing was written.
+            StoreError::Conflict(_) => ApiError::conflict(
+                "concurrent_change",
+                "another change to this app was committed at the same moment; nothing was written, retry",
+            ),
             other => ApiError::internal(other),
         }
     }

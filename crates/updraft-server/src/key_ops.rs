@@ -27,10 +27,10 @@ pub async fn rotate_keys(
     request_id: Option<&str>,
 ) -> ApiResult<(KeyChange, KeysReport)> {
     require_app(state, caller, app, Role::Admin).await?;
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
+    let _guard = state.lock_app(app).await?;
     let releases = state.store.list_releases(app.as_str()).await?;
     let change = state.repo.rotate_keys(state.store.as_ref(), app, &releases, spec).await?;
+    crate::cluster::push_keys(state, app).await?;
     commit(state, caller, app, "keys.rotate", Some(spec.role.as_str()), change, request_id).await
 }
 
@@ -42,9 +42,9 @@ pub async fn export_root(
     request_id: Option<&str>,
 ) -> ApiResult<Vec<u8>> {
     require_app(state, caller, app, Role::Admin).await?;
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
+    let _guard = state.lock_app(app).await?;
     let doc = state.repo.export_root(state.store.as_ref(), app, spec).await?;
+    crate::cluster::push_keys(state, app).await?;
     let generated: Vec<&str> = spec.generate.iter().map(|r| r.as_str()).collect();
     let detail = serde_json::json!({ "generated_for": generated });
     state.store.append_audit(&audit(caller, "keys.root.export", Some(app), detail, request_id)).await?;
@@ -59,8 +59,7 @@ pub async fn import_root(
     request_id: Option<&str>,
 ) -> ApiResult<(KeyChange, KeysReport)> {
     require_app(state, caller, app, Role::Admin).await?;
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
+    let _guard = state.lock_app(app).await?;
     let releases = state.store.list_releases(app.as_str()).await?;
     let change = state.repo.import_root(state.store.as_ref(), app, &releases, doc).await?;
     commit(state, caller, app, "keys.root.import", None, change, request_id).await
@@ -91,6 +90,7 @@ async fn commit(
     };
     state.store.apply(app.as_str(), &changes).await?;
     state.repo.retire_keys(app, &change.root);
+    crate::cluster::push_keys(state, app).await?;
     let report = state.repo.describe(state.store.as_ref(), app).await?;
     Ok((change, report))
 }

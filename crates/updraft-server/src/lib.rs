@@ -12,11 +12,13 @@
 //! ```
 
 pub mod auth;
+pub mod cluster;
 pub mod compat;
 pub mod config;
 pub mod error;
 mod extract;
 mod http_blob;
+pub mod ingest;
 pub mod key_ops;
 pub mod keystore;
 pub mod metrics;
@@ -86,6 +88,12 @@ pub fn router(state: AppState) -> Router {
         .route("/apps/{app}/releases/{version}/schedule", put(routes::rollouts::set_schedule))
         .route("/apps/{app}/releases/{version}/health", get(routes::rollouts::get_rollout_status))
         .route("/apps/{app}/health-rules", get(routes::rollouts::get_health_rules).put(routes::rollouts::set_health_rules))
+        .route("/apps/{app}/dsn", get(ingest::admin::get_dsn))
+        .route("/apps/{app}/retention", put(ingest::admin::set_retention))
+        .route("/apps/{app}/health", get(ingest::admin::get_health))
+        .route("/apps/{app}/issues", get(ingest::admin::list_issues))
+        .route("/apps/{app}/issues/{id}/events", get(ingest::admin::list_events))
+        .route("/apps/{app}/privacy/erase", post(ingest::admin::erase))
         .route("/apps/{app}/keys", get(routes::keys::list_keys))
         .route("/apps/{app}/keys/rotate", post(routes::keys::rotate_keys))
         .route("/apps/{app}/keys/root/export", post(routes::keys::export_root))
@@ -96,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blobs/{sha256}", get(routes::public::get_blob))
         .route("/tuf/{app}/metadata/{file}", get(routes::public::get_metadata))
         .route("/tuf/{app}/targets/{*path}", get(routes::public::get_target))
+        .route("/api/{project_id}/envelope/", post(ingest::envelope_endpoint))
+        .route("/api/{project_id}/store/", post(ingest::store_endpoint))
         .route("/compat/tauri/{app}/{channel}/{target}/{arch}/{current_version}", get(compat::tauri::check))
         .route("/compat/tauri/{app}/{channel}/latest.json", get(compat::tauri::latest_json))
         .route("/compat/tauri/{app}/minisign.pub", get(compat::tauri::pubkey))
@@ -132,6 +142,9 @@ impl Server {
         std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir { path: data.clone(), source })?;
         let store = config.database.open().await?;
         store.migrate().await?;
+        if store.shared() && config.key_passphrase.is_none() {
+            tracing::warn!("the database is shared and holds the signing keys; without UPDRAFT_KEY_PASSPHRASE they are stored unencrypted (docs/keys.md)");
+        }
         let blobs = config.blobs.open().await?;
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
             .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() });
@@ -142,6 +155,11 @@ impl Server {
         metrics::handle();
         for app in store.list_apps().await? {
             let id: updraft_core::AppId = app.id.parse().map_err(|e| StartError::Other(format!("stored app id: {e}")))?;
+            if store.shared() {
+                cluster::pull_keys_into(store.as_ref(), &repo, &id)
+                    .await
+                    .map_err(|e| StartError::Other(format!("app {id}: {}", e.message)))?;
+            }
             repo.check_keys(&id).map_err(|e| StartError::Other(format!("app {id}: {e}")))?;
         }
         let bootstrap_token = bootstrap(store.as_ref(), config.bootstrap_token.as_deref()).await?;
@@ -163,6 +181,7 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let health_every = Duration::from_secs(self.state.config.health_interval_secs);
         let health = tokio::spawn(rollouts::run_loop(self.state.clone(), health_every, stop_rx.clone()));
+        let watcher = tokio::spawn(cluster::watch(self.state.clone(), stop_rx.clone()));
         let maintenance = tokio::spawn(maintenance_loop(self.state.clone(), stop_rx));
         let app = router(self.state.clone());
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -174,6 +193,7 @@ impl Server {
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
         let _ = health.await;
+        let _ = watcher.await;
         result
     }
 }
@@ -224,6 +244,8 @@ async fn timed(state: &AppState, req: axum::extract::Request, next: axum::middle
 /// Creates the first admin token on a fresh install. Returns the secret when it was created
 /// here from a random value (the caller prints it once); nothing is returned otherwise.
 async fn bootstrap(store: &dyn MetaStore, from_env: Option<&str>) -> Result<Option<String>, StartError> {
+    // Instances starting together on a new shared database: one bootstraps, the others wait.
+    let _lock = store.lock_app("(bootstrap)").await?;
     if store.get_setting("bootstrapped").await?.is_some() {
         return Ok(None);
     }
@@ -260,6 +282,12 @@ async fn maintenance_loop(state: AppState, mut stop: tokio::sync::watch::Receive
             Err(e) => tracing::error!(error = %e.message, "metadata refresh failed"),
         }
         state.limits.sweep();
+        state.ingest.sweep();
+        match ingest::admin::apply_retention(&state, time::OffsetDateTime::now_utc()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "deleted crash and session data past retention"),
+            Err(e) => tracing::error!(error = %e, "retention pass failed"),
+        }
         if let Err(e) = state.blobs.sweep_stale_uploads(24 * 3600).await {
             tracing::warn!(error = %e, "stale upload sweep failed");
         }

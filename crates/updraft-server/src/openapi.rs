@@ -8,6 +8,7 @@ use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::compat;
+use crate::ingest;
 use crate::routes::{admin, keys, public, rollouts};
 
 #[derive(OpenApi)]
@@ -23,6 +24,9 @@ use crate::routes::{admin, keys, public, rollouts};
         admin::create_token, admin::list_tokens, admin::revoke_token,
         admin::list_audit,
         keys::list_keys, keys::rotate_keys, keys::export_root, keys::import_root,
+        ingest::envelope_endpoint, ingest::store_endpoint,
+        ingest::admin::get_dsn, ingest::admin::set_retention, ingest::admin::get_health, ingest::admin::list_issues,
+        ingest::admin::list_events, ingest::admin::erase,
         compat::tauri::check, compat::tauri::latest_json, compat::tauri::pubkey, compat::electron::channel_file,
         compat::velopack::get, compat::sparkle::appcast, compat::sparkle::pubkey, compat::routes::file,
     ),
@@ -35,6 +39,8 @@ use crate::routes::{admin, keys, public, rollouts};
         (name = "apps"), (name = "uploads", description = "Resumable artifact uploads"), (name = "releases"),
         (name = "rollouts"), (name = "tokens"), (name = "audit"),
         (name = "keys", description = "TUF signing keys: thresholds, rotation, the offline root ceremony"),
+        (name = "ingest", description = "Sentry-compatible crash and session ingest, authenticated by the app's DSN key"),
+        (name = "health", description = "What ingest keeps: release health, issues, events; DSN, retention, erasure"),
         (name = "compat", description = "Feeds for Tauri, electron-updater, Velopack and Sparkle apps (docs/integrations/)"),
     )
 )]

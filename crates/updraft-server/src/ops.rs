@@ -86,12 +86,12 @@ pub async fn rebuild_all_views(state: &AppState) -> ApiResult<()> {
 }
 
 pub async fn create_app(state: &AppState, caller: &Caller, app: &AppId, request_id: Option<&str>) -> ApiResult<AppRow> {
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
+    let _guard = state.lock_app(app).await?;
     if state.store.get_app(app.as_str()).await?.is_some() {
         return Err(ApiError::conflict("app_exists", format!("app {app:?} exists already")));
     }
     let created = state.repo.create_repository(app).map_err(ApiError::internal)?;
+    crate::cluster::push_keys(state, app).await?;
     let row = AppRow { id: app.to_string(), created_at: updraft_store::now_rfc3339() };
     let changes = Changeset {
         releases: vec![],
@@ -135,8 +135,7 @@ pub async fn create_release(
         }
     }
     crate::compat::check_extra_files(&new.artifacts, &new.files)?;
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
+    let _guard = state.lock_app(app).await?;
     let mut releases = state.store.list_releases(app.as_str()).await?;
     if let Some(existing) = releases.iter().find(|r| r.version.parse::<Version>().is_ok_and(|v| v == new.version)) {
         return Err(ApiError::conflict(
@@ -214,8 +213,7 @@ pub async fn change_release(
     change: ReleaseChange,
     request_id: Option<&str>,
 ) -> ApiResult<ReleaseRow> {
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
+    let _guard = state.lock_app(app).await?;
     let mut releases = state.store.list_releases(app.as_str()).await?;
     let idx = releases
         .iter()
@@ -295,8 +293,13 @@ pub async fn refresh_expiring_metadata(state: &AppState, now: time::OffsetDateTi
     let mut first_error = None;
     for app in state.store.list_apps().await? {
         let Ok(id) = app.id.parse::<AppId>() else { continue };
-        let lock = state.app_lock(id.as_str());
-        let _guard = lock.lock().await;
+        let _guard = match state.lock_app(&id).await {
+            Ok(g) => g,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         let result: ApiResult<bool> = async {
             let releases = state.store.list_releases(id.as_str()).await?;
             let metadata = state.repo.refresh_expiring(state.store.as_ref(), &id, &releases, now).await?;

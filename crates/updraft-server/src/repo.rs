@@ -199,7 +199,7 @@ impl Repo {
         self
     }
 
-    fn key_dir(&self, app: &AppId) -> PathBuf {
+    pub fn key_dir(&self, app: &AppId) -> PathBuf {
         self.data_dir.join("keys").join(app.as_str())
     }
 
@@ -207,8 +207,13 @@ impl Repo {
     /// use, stored like the TUF keys but beside the app's TUF key directory (`APP.updater/`;
     /// no app id has a dot), which holds exactly the keys its root names.
     pub fn updater_key(&self, app: &AppId) -> Result<Arc<crate::compat::sign::UpdaterKey>, RepoError> {
-        let dir = self.data_dir.join("keys").join(format!("{app}.updater"));
+        let dir = self.updater_key_dir(app);
         crate::compat::sign::UpdaterKey::load_or_create(&dir, self.passphrase.as_deref())
+    }
+
+    /// Where the app's updater key lives (`DATA/keys/APP.updater/`).
+    pub fn updater_key_dir(&self, app: &AppId) -> PathBuf {
+        self.data_dir.join("keys").join(format!("{app}.updater"))
     }
 
     /// Where the app's trusted root is written for operators to hand to clients.
@@ -233,7 +238,7 @@ impl Repo {
     }
 
     /// Drops the cached keys of `app`; the next signing reloads them from disk.
-    fn forget_keys(&self, app: &AppId) {
+    pub fn forget_keys(&self, app: &AppId) {
         self.stores.lock().expect("keystores").remove(app.as_str());
     }
 

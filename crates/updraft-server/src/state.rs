@@ -22,6 +22,8 @@ pub struct Inner {
     /// Base URL for links in answers, without a trailing slash.
     pub public_url: String,
     pub limits: crate::ratelimit::Limits,
+    /// Crash and session ingest: project cache, per-key limit, the batching writer.
+    pub ingest: crate::ingest::Ingest,
     app_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -49,7 +51,18 @@ impl AppState {
                 crate::ratelimit::Limiter::new(r, b)
             },
         };
-        AppState(Arc::new(Inner { config, store, blobs, views: Views::default(), repo, public_url, limits, app_locks: Default::default() }))
+        let ingest = crate::ingest::Ingest::new(config.ingest);
+        AppState(Arc::new(Inner {
+            config,
+            store,
+            blobs,
+            views: Views::default(),
+            repo,
+            public_url,
+            limits,
+            ingest,
+            app_locks: Default::default(),
+        }))
     }
 
     /// The client's address: the peer, or the last `X-Forwarded-For` hop when configured.

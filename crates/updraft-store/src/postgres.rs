@@ -46,7 +46,7 @@ impl PgStore {
         // where the pool would retry until its acquire timeout.
         let probe = <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await?;
         sqlx::Connection::close(probe).await?;
-        let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
+        let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         Ok(Self { pool })
     }
 

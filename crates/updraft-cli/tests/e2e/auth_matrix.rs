@@ -169,6 +169,19 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
         op("admin", Scope::App, Method::PUT, "/v1/admin/apps/demo/health-rules", Some(json!({"rules": null, "webhook": null})), 200),
     );
     ops.insert("list_audit", op("viewer", Scope::App, Method::GET, "/v1/admin/audit?app=demo", None, 200));
+    // Ingest: one event through the DSN, so an issue exists to list events of.
+    let dsn = server.cli(&["app", "dsn", "demo", "--json"]).ok().json();
+    let store = format!("/api/{}/store/?sentry_key={}", dsn["project_id"], dsn["public_key"].as_str().unwrap());
+    assert_eq!(http.post(server.url(&store)).body(r#"{"message":"matrix"}"#).send().unwrap().status(), 200);
+    ops.insert("get_dsn", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/dsn", None, 200));
+    ops.insert("set_retention", op("admin", Scope::App, Method::PUT, "/v1/admin/apps/demo/retention", Some(json!({"days": 30})), 200));
+    ops.insert("get_health", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/health", None, 200));
+    ops.insert("list_issues", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/issues", None, 200));
+    ops.insert("list_issue_events", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/issues/1/events", None, 200));
+    ops.insert(
+        "privacy_erase",
+        op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/privacy/erase", Some(json!({"client_id": "someone"})), 200),
+    );
 
     // The operations, from the document the server serves.
     let doc: Value = http.get(server.url("/openapi.json")).send().unwrap().json().unwrap();

@@ -187,6 +187,11 @@ fn every_command_has_help_with_an_example() {
         &["client", "install"],
         &["audit", "list"],
         &["audit", "verify"],
+        &["app", "dsn"],
+        &["health", "show"],
+        &["health", "issues"],
+        &["privacy", "erase"],
+        &["privacy", "retention"],
     ];
     for cmd in commands {
         let mut args = cmd.to_vec();

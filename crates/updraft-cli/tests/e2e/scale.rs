@@ -54,3 +54,219 @@ fn server_on_postgres_serves_what_it_published_after_a_restart() {
     let count = psql(&pg, "SELECT count(*) FROM releases WHERE app = 'demo'");
     assert_eq!(count.trim(), "1");
 }
+
+/// Two instances over one PostgreSQL database and one bucket, sharing nothing else.
+fn two_instances() -> (tempfile::TempDir, Server, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, bucket) = (pg_database(), crate::backend::s3_bucket());
+    let env = crate::backend::shared_env(&db, &bucket);
+    let mut env_with_pass = env.clone();
+    env_with_pass.push(("UPDRAFT_KEY_PASSPHRASE", "correct horse battery staple".into()));
+    let a = Server::start_with(&dir.path().join("a"), Opts { env: env_with_pass.clone() });
+    let b = Server::start_with(&dir.path().join("b"), Opts { env: env_with_pass });
+    (dir, a, b)
+}
+
+fn upload(server: &Server, payload: &[u8]) -> String {
+    let http = http();
+    let up: serde_json::Value = http
+        .post(server.url("/v1/admin/uploads"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"size": payload.len()}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = up["id"].as_str().unwrap().to_owned();
+    let resp = http
+        .patch(server.url(&format!("/v1/admin/uploads/{id}")))
+        .bearer_auth(TOKEN)
+        .header("upload-offset", "0")
+        .body(payload.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().unwrap());
+    id
+}
+
+fn create_release(server: &Server, version: &str, upload_id: &str) -> reqwest::blocking::Response {
+    http()
+        .post(server.url("/v1/admin/apps/demo/releases"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"version": version, "channel": "stable",
+            "artifacts": [{"platform": "linux-x86_64", "filename": format!("demo-{version}.bin"), "upload_id": upload_id}]}))
+        .send()
+        .unwrap()
+}
+
+fn check(server: &Server) -> Option<serde_json::Value> {
+    let resp = http().get(server.url("/v1/update/demo/stable/linux-x86_64?current=0.1.0&client=c1")).send().unwrap();
+    (resp.status() == 200).then(|| resp.json().unwrap())
+}
+
+fn client(server: &Server, trust: &std::path::Path, state: &std::path::Path, verb: &str, extra: &[&str]) -> Out {
+    let (t, s) = (trust.display().to_string(), state.display().to_string());
+    let mut args = vec![
+        "client",
+        verb,
+        "--server",
+        &server.url,
+        "--app",
+        "demo",
+        "--channel",
+        "stable",
+        "--platform",
+        "linux-x86_64",
+        "--current",
+        "0.1.0",
+        "--trust",
+        &t,
+        "--state",
+        &s,
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&server.url, "unused", &args)
+}
+
+#[test]
+fn a_change_through_one_instance_is_served_verified_by_the_other_within_a_second() {
+    let (dir, a, b) = two_instances();
+    a.cli(&["app", "create", "demo"]).ok();
+    // The app and its keys, created on A, reach B.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while http().get(b.url("/tuf/demo/metadata/1.root.json")).send().unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "B does not serve the app A created within a second");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    // One upload, continued on the other instance: the session lives in the bucket.
+    let payload = bytes(3 * 1024 * 1024 + 5, 77);
+    let http = http();
+    let up: serde_json::Value = http
+        .post(a.url("/v1/admin/uploads"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"size": payload.len()}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = up["id"].as_str().unwrap();
+    let half = payload.len() / 2;
+    let patch = |s: &Server, off: usize, body: &[u8]| {
+        http.patch(s.url(&format!("/v1/admin/uploads/{id}")))
+            .bearer_auth(TOKEN)
+            .header("upload-offset", off.to_string())
+            .body(body.to_vec())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(patch(&a, 0, &payload[..half]).status(), 200);
+    let wrong = patch(&b, 0, &payload[half..]);
+    assert_eq!(wrong.status(), 409, "B knows where A's upload stands");
+    assert_eq!(wrong.headers()["upload-offset"], half.to_string().as_str());
+    assert_eq!(patch(&b, half, &payload[half..]).status(), 200);
+    let got: serde_json::Value = http.get(a.url(&format!("/v1/admin/uploads/{id}"))).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    assert_eq!(got["offset"], payload.len());
+
+    // Published through B; A serves it within a second of the commit.
+    assert_eq!(create_release(&b, "1.0.0", id).status(), 201);
+    let started = std::time::Instant::now();
+    let answer = loop {
+        if let Some(v) = check(&a) {
+            break v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "A does not offer B's release within a second; A's log:\n{}",
+            std::fs::read_to_string(a.data.with_extension("log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    eprintln!("release published on B offered by A after {:?}", started.elapsed());
+    assert_eq!(answer["version"], "1.0.0");
+    assert_eq!(answer["sha256"], sha256_hex(&payload));
+
+    // A client that ships A's root fetches through B and verifies every byte.
+    let trust = dir.path().join("demo.root.json");
+    std::fs::copy(a.data.join("trust/demo.root.json"), &trust).unwrap();
+    let out_file = dir.path().join("fetched.bin");
+    client(&b, &trust, &dir.path().join("state-b"), "fetch", &["--out", out_file.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read(&out_file).unwrap(), payload);
+
+    // Signing keys rotated on B are the ones A signs with next, and clients follow both.
+    b.cli(&["keys", "rotate", "demo", "--role", "targets"]).ok();
+    let started = std::time::Instant::now();
+    let v2 = bytes(1000, 78);
+    let id2 = upload(&a, &v2);
+    let resp = create_release(&a, "1.1.0", &id2);
+    assert_eq!(resp.status(), 201, "A signs with the targets key B generated: {}", resp.text().unwrap());
+    while check(&b).is_none_or(|v| v["version"] != "1.1.0") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "B does not offer A's release");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out_file = dir.path().join("fetched2.bin");
+    client(&b, &trust, &dir.path().join("state-b"), "fetch", &["--out", out_file.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read(&out_file).unwrap(), v2);
+}
+
+#[test]
+fn concurrent_publishes_across_instances_keep_tuf_versions_gap_free_and_racing_duplicates_get_409() {
+    let (dir, a, b) = two_instances();
+    a.cli(&["app", "create", "demo"]).ok();
+    while http().get(b.url("/tuf/demo/metadata/1.root.json")).send().unwrap().status() != 200 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // 20 publishes at once, split across A and B.
+    let servers = [&a, &b];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let server = servers[i % 2];
+                let dir = dir.path();
+                s.spawn(move || publish(server, dir, "demo", &format!("1.0.{i}"), "linux-x86_64", &bytes(2000 + i, i as u64), &[]))
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap()["state"], "published");
+        }
+    });
+    // Every version from 1 to 21 exists, once, on both instances; nothing above.
+    for server in servers {
+        let ts: serde_json::Value = http().get(server.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
+        assert_eq!(ts["signed"]["version"], 21, "one timestamp per publish, after the first");
+        for role in ["targets", "snapshot"] {
+            for n in 1..=21 {
+                let doc: serde_json::Value =
+                    http().get(server.url(&format!("/tuf/demo/metadata/{n}.{role}.json"))).send().unwrap().json().unwrap();
+                assert_eq!(doc["signed"]["version"], n, "{role} {n}");
+            }
+            assert_eq!(http().get(server.url(&format!("/tuf/demo/metadata/22.{role}.json"))).send().unwrap().status(), 404);
+        }
+    }
+    // The repository verifies for a client, and the audit chain written by both is whole.
+    let trust = dir.path().join("demo.root.json");
+    std::fs::copy(a.data.join("trust/demo.root.json"), &trust).unwrap();
+    let out = client(&b, &trust, &dir.path().join("state"), "check", &["--json"]).ok();
+    assert_eq!(out.json()["update"]["version"], "1.0.19", "{out:?}");
+    let verified = b.cli(&["audit", "verify", "--json"]).ok().json();
+    assert!(verified["events"].as_u64().unwrap() >= 41, "{verified}");
+
+    // Two instances racing to publish the same version: exactly one wins, the other gets 409.
+    for round in 0..4 {
+        let version = format!("2.0.{round}");
+        let (ua, ub) = (upload(&a, &bytes(500, 100 + round)), upload(&b, &bytes(500, 200 + round)));
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| create_release(&a, &version, &ua));
+            let tb = s.spawn(|| create_release(&b, &version, &ub));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
+        let loser = if ra.status() == 201 { rb } else { ra };
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "round {round}");
+        let err: serde_json::Value = loser.json().unwrap();
+        assert_eq!(err["error"]["code"], "release_exists", "{err}");
+    }
+    let ts: serde_json::Value = http().get(a.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
+    assert_eq!(ts["signed"]["version"], 25, "each race signed once");
+}

@@ -319,7 +319,11 @@ pub async fn sign_artifacts(
     artifacts: &[ArtifactRow],
     files: &[updraft_store::ExtraFile],
 ) -> ApiResult<Vec<ArtifactCompat>> {
+    let created = !state.repo.updater_key_dir(app).exists();
     let key = state.repo.updater_key(app)?;
+    if created {
+        crate::cluster::push_keys(state, app).await?; // other instances sign with the same key
+    }
     let mut out = Vec::with_capacity(artifacts.len());
     for a in artifacts {
         let own = |suffix: &str| files.iter().find(|f| f.platform == a.platform && f.filename == format!("{}{suffix}", a.filename));

@@ -268,7 +268,16 @@ pub async fn pubkey(State(state): State<AppState>, Path(p): Path<AppOnly>) -> Ap
 
 /// The app's updater key (created on first use, under the app lock).
 pub async fn updater_key(state: &AppState, app: &AppId) -> ApiResult<std::sync::Arc<super::sign::UpdaterKey>> {
-    let lock = state.app_lock(app.as_str());
-    let _guard = lock.lock().await;
-    Ok(state.repo.updater_key(app)?)
+    if state.repo.updater_key_dir(app).exists() {
+        return Ok(state.repo.updater_key(app)?);
+    }
+    // First use: under the app lock (which also takes a key another instance made), and
+    // shared with the other instances.
+    let _guard = state.lock_app(app).await?;
+    let created = !state.repo.updater_key_dir(app).exists();
+    let key = state.repo.updater_key(app)?;
+    if created {
+        crate::cluster::push_keys(state, app).await?;
+    }
+    Ok(key)
 }
