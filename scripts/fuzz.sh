@@ -9,7 +9,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 SECS="${FUZZ_SECONDS:-60}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(parse_names tuf_client http_requests)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(parse_names tuf_client http_requests envelope)
 status=0
 for t in "${TARGETS[@]}"; do
     mkdir -p "fuzz/work/$t" "fuzz/corpus/$t"

@@ -44,6 +44,11 @@ pub enum ClientCmd {
         /// Restore the file the last install replaced.
         #[arg(long)]
         rollback: bool,
+        /// Report the outcome (success, failure, rollback) to this Updraft DSN (`updraft app
+        /// dsn APP`). Off unless given; sends the version, platform, outcome, error code and the
+        /// install id, which the server hashes before storing.
+        #[arg(long, env = "UPDRAFT_REPORT_DSN")]
+        report_dsn: Option<String>,
     },
 }
 
@@ -173,10 +178,24 @@ pub async fn run(cmd: ClientCmd) -> anyhow::Result<i32> {
             }
             Ok(OK)
         }
-        ClientCmd::Install { common, target, rollback } => {
+        ClientCmd::Install { common, target, rollback, report_dsn } => {
             let mut client = build(&common)?;
+            let install_id = client.client_id().to_owned();
+            let report = |version: String, from: Option<String>, outcome: &'static str, error: Option<&'static str>| {
+                let report = report_dsn.as_deref().map(|dsn| InstallReport {
+                    dsn: dsn.to_owned(),
+                    body: json!({ "version": version, "from_version": from, "platform": common.platform, "outcome": outcome,
+                                  "install_id": install_id, "error": error }),
+                });
+                async move {
+                    if let Some(r) = report {
+                        r.send().await;
+                    }
+                }
+            };
             if rollback {
                 let restored = client.rollback(&target).await.map_err(client_err)?;
+                report(common.current.clone(), restored.as_ref().map(ToString::to_string), "rollback", None).await;
                 let version = restored.map(|v| v.to_string());
                 if common.json {
                     println!("{}", json!({ "rolled_back": true, "version": version, "path": target }));
@@ -191,8 +210,15 @@ pub async fn run(cmd: ClientCmd) -> anyhow::Result<i32> {
             }
             let Some(u) = check(&mut client, common.json).await? else { return Ok(NO_UPDATE) };
             let bar = progress_bar(common.json, format!("{}", u.version));
-            let record = client.install(&u, &target, follow(&bar)).await.map_err(client_err)?;
+            let record = match client.install(&u, &target, follow(&bar)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    report(u.version.to_string(), Some(common.current.clone()), "failure", Some(e.code())).await;
+                    return Err(client_err(e));
+                }
+            };
             bar.finish();
+            report(u.version.to_string(), Some(common.current.clone()), "success", None).await;
             if common.json {
                 println!(
                     "{}",
@@ -208,5 +234,46 @@ pub async fn run(cmd: ClientCmd) -> anyhow::Result<i32> {
             }
             Ok(OK)
         }
+    }
+}
+
+/// An install report for Updraft's ingest: an envelope with one `updraft_install` item, sent to
+/// the DSN's project. Best effort: a report that cannot be sent is a warning, never a failure of
+/// the install itself.
+struct InstallReport {
+    dsn: String,
+    body: serde_json::Value,
+}
+
+impl InstallReport {
+    async fn send(self) {
+        if let Err(e) = self.try_send().await {
+            eprintln!("warning: the install report was not sent: {e:#}");
+        }
+    }
+
+    async fn try_send(&self) -> anyhow::Result<()> {
+        // DSN: SCHEME://KEY@HOST[:PORT][/PATH]/PROJECT_ID
+        let (scheme, rest) = self.dsn.split_once("://").context("the DSN has no scheme")?;
+        let (key, hostpath) = rest.split_once('@').context("the DSN has no key")?;
+        let key = key.split(':').next().unwrap_or(key);
+        let (base, project) = hostpath.trim_end_matches('/').rsplit_once('/').context("the DSN has no project id")?;
+        let url = format!("{scheme}://{base}/api/{project}/envelope/");
+        let item = self.body.to_string();
+        let envelope = format!("{}\n{}\n{item}\n", json!({ "dsn": self.dsn }), json!({ "type": "updraft_install", "length": item.len() }));
+        let resp = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?
+            .post(url)
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=updraft-client/{}", env!("CARGO_PKG_VERSION")),
+            )
+            .header("content-type", "application/x-sentry-envelope")
+            .body(envelope)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "the server answered {}", resp.status());
+        Ok(())
     }
 }

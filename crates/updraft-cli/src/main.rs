@@ -8,6 +8,7 @@ mod client_cmd;
 mod exit;
 mod health_cmd;
 mod keys_cmd;
+mod migrate_store;
 mod rollout_cmd;
 mod serve;
 mod slo;
@@ -36,6 +37,11 @@ enum Command {
         after_help = "Example:\n  updraft migrate --database postgres://updraft@db.internal/updraft\n  UPDRAFT_DATABASE=sqlite:///var/lib/updraft/updraft.db updraft migrate --json"
     )]
     Migrate(serve::MigrateArgs),
+    /// Move an embedded install (SQLite + files) to PostgreSQL + an S3-compatible bucket.
+    #[command(
+        after_help = "Example:\n  AWS_REGION=eu-west-1 updraft migrate-store --from /var/lib/updraft \\\n    --to postgres://updraft@db.internal/updraft --to-blobs s3://updraft-blobs/prod\n\nStop the embedded server first; the target database must be new. See docs/scale-out.md."
+    )]
+    MigrateStore(migrate_store::MigrateStoreArgs),
     /// Manage apps.
     #[command(subcommand)]
     App(admin::AppCmd),
@@ -81,6 +87,7 @@ fn main() {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
+            Command::MigrateStore(args) => migrate_store::run(args).await,
             Command::App(cmd) => admin::run_app(cmd).await,
             Command::Release(cmd) => admin::run_release(cmd).await,
             Command::Rollout(cmd) => admin::run_rollout(cmd).await,

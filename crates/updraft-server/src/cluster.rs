@@ -120,6 +120,14 @@ pub async fn pull_keys_into(store: &dyn updraft_store::MetaStore, repo: &crate::
     Ok(())
 }
 
+/// Stores the key files `repo`'s data directory holds for `app` in `store` (used by
+/// `updraft migrate-store` to carry an embedded install's keys into PostgreSQL).
+pub async fn push_keys_from(store: &dyn updraft_store::MetaStore, repo: &crate::repo::Repo, app: &AppId) -> ApiResult<usize> {
+    let files: Vec<(String, Vec<u8>)> = local_key_files(repo, app)?.into_iter().collect();
+    store.set_key_files(app.as_str(), &files).await?;
+    Ok(files.len())
+}
+
 /// Stores this instance's key files for `app` in the database (shared stores only): after a
 /// new app's keys are generated, and after a rotation adds or retires keys.
 pub async fn push_keys(state: &AppState, app: &AppId) -> ApiResult<()> {

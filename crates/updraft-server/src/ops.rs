@@ -195,6 +195,8 @@ pub async fn create_release(
     let detail = serde_json::json!({
         "version": row.version, "channel": row.channel, "state": row.state.as_str(), "rollout_percent": new.rollout.to_string(),
         "artifacts": row.artifacts.iter().map(|a| serde_json::json!({"platform": a.platform, "sha256": a.sha256, "size": a.size})).collect::<Vec<_>>(),
+        "files": row.compat.files.iter().map(|f| serde_json::json!({"platform": f.platform, "filename": f.filename, "sha256": f.sha256})).collect::<Vec<_>>(),
+        "critical": row.compat.critical, "min_system_version": row.compat.min_system_version,
         "metadata_versions": metadata.iter().map(|m| serde_json::json!({"role": m.role, "version": m.version})).collect::<Vec<_>>(),
     });
     let changes =

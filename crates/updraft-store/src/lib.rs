@@ -13,6 +13,7 @@
 
 mod blob_store;
 mod blobs;
+pub mod copy;
 mod error;
 pub mod health;
 pub mod keys;

@@ -429,3 +429,43 @@ fn retention_deletes_old_data_in_the_background() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn updraft_client_reports_installs_failures_and_rollbacks_when_enabled() {
+    let (dir, data) = scratch();
+    let server = Server::start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    let d = dsn(&server, "demo");
+    publish(&server, dir.path(), "demo", "2.0.0", "linux-x86_64", &bytes(1000, 5), &[]);
+    let trust = dir.path().join("demo.root.json");
+    std::fs::copy(server.data.join("trust/demo.root.json"), &trust).unwrap();
+    let client = |extra: &[&str]| {
+        let state = dir.path().join("state");
+        let mut args =
+            vec!["client", "install", "--server", &server.url, "--app", "demo", "--channel", "stable", "--platform", "linux-x86_64"];
+        // A rollback runs on the new version and goes back from it.
+        let current = if extra.contains(&"--rollback") { "2.0.0" } else { "1.0.0" };
+        args.extend_from_slice(&["--current", current, "--trust", trust.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        run_cli(&server.url, "unused", &args)
+    };
+    let target = dir.path().join("app.bin");
+    std::fs::write(&target, b"1.0.0").unwrap();
+    let t = target.to_str().unwrap();
+    // Off by default: nothing is reported.
+    client(&["--target", t]).ok();
+    client(&["--target", t, "--rollback"]).ok();
+    assert_eq!(health(&server, "demo", "2.0.0")["installs"], 0);
+    // With a DSN: a success, a rollback, and a failure (the target's directory does not exist).
+    client(&["--target", t, "--report-dsn", &d.dsn]).ok();
+    client(&["--target", t, "--rollback", "--report-dsn", &d.dsn]).ok();
+    let missing = dir.path().join("no/such/dir/app.bin");
+    let out = client(&["--target", missing.to_str().unwrap(), "--report-dsn", &d.dsn]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let h = health(&server, "demo", "2.0.0");
+    assert_eq!((h["installs"].as_u64(), h["failed_installs"].as_u64()), (Some(3), Some(2)), "{h}");
+    // The install id is stored only hashed: erasing by it removes the three reports.
+    let id = std::fs::read_to_string(dir.path().join("state/client-id")).unwrap().trim().to_owned();
+    let out = server.cli(&["privacy", "erase", "demo", "--client", &id, "--json"]).ok().json();
+    assert_eq!(out["installs"], 3, "{out}");
+}

@@ -168,6 +168,7 @@ fn every_command_has_help_with_an_example() {
     let commands: &[&[&str]] = &[
         &["serve"],
         &["migrate"],
+        &["migrate-store"],
         &["app", "create"],
         &["app", "list"],
         &["release", "publish"],

@@ -270,3 +270,65 @@ fn concurrent_publishes_across_instances_keep_tuf_versions_gap_free_and_racing_d
     let ts: serde_json::Value = http().get(a.url("/tuf/demo/metadata/timestamp.json")).send().unwrap().json().unwrap();
     assert_eq!(ts["signed"]["version"], 25, "each race signed once");
 }
+
+#[test]
+fn migrate_store_moves_an_embedded_install_to_postgres_and_s3_byte_for_byte() {
+    let (dir, data) = scratch();
+    // An embedded install (whatever the suite's backend), with history.
+    let server = Server::start_with(
+        &data,
+        Opts {
+            env: vec![
+                ("UPDRAFT_DATABASE", format!("sqlite://{}", data.join("updraft.db").display())),
+                ("UPDRAFT_BLOBS", data.join("blobs").display().to_string()),
+            ],
+        },
+    );
+    server.cli(&["app", "create", "demo"]).ok();
+    let p1 = bytes(300_000, 5);
+    let p2 = bytes(2 * 1024 * 1024 + 3, 6);
+    publish(&server, dir.path(), "demo", "1.0.0", "linux-x86_64", &p1, &[]);
+    publish(&server, dir.path(), "demo", "1.1.0", "linux-x86_64", &p2, &["--rollout", "30"]);
+    server.cli(&["token", "create", "--role", "viewer"]).ok();
+    let get = |s: &Server, path: &str| http().get(s.url(path)).send().unwrap().bytes().unwrap().to_vec();
+    let files = ["timestamp.json", "1.root.json", "3.snapshot.json", "3.targets.json", "2.targets.json"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| get(&server, &format!("/tuf/demo/metadata/{f}"))).collect();
+    let events = server.cli(&["audit", "verify", "--json"]).ok().json()["events"].as_u64().unwrap();
+    drop(server);
+
+    let (db, bucket) = (pg_database(), crate::backend::s3_bucket());
+    let env = crate::backend::shared_env(&db, &bucket);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["migrate-store", "--from", data.to_str().unwrap(), "--to", &db, "--to-blobs", &format!("s3://{bucket}/blobs"), "--json"]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["blobs"], 2, "{report}");
+    assert_eq!(report["tables"]["releases"], 2, "{report}");
+    assert_eq!(report["key_files"], 5, "four TUF keys and the feeds' updater key: {report}");
+    // Running it again into the now-filled database is refused.
+    let again = cmd.output().unwrap();
+    assert_eq!(again.status.code(), Some(6), "{}", String::from_utf8_lossy(&again.stderr));
+
+    // A fresh instance on PostgreSQL + S3 serves every byte the embedded one served.
+    let moved = Server::start_with(&dir.path().join("moved"), Opts { env: env.clone() });
+    for (f, want) in files.iter().zip(&before) {
+        assert_eq!(&get(&moved, &format!("/tuf/demo/metadata/{f}")), want, "{f}");
+    }
+    assert_eq!(get(&moved, &format!("/v1/blobs/{}", sha256_hex(&p2))), p2);
+    assert_eq!(moved.cli(&["audit", "verify", "--json"]).ok().json()["events"].as_u64().unwrap(), events);
+    // Clients that trust the original root verify through it, and it signs with the carried keys.
+    let trust = dir.path().join("demo.root.json");
+    std::fs::copy(data.join("trust/demo.root.json"), &trust).unwrap();
+    let out_file = dir.path().join("got.bin");
+    client(&moved, &trust, &dir.path().join("st"), "fetch", &["--out", out_file.to_str().unwrap()]).ok();
+    // 1.1.0 is at 30%: this client's bucket decides between it and 1.0.0, both verified.
+    let got = std::fs::read(&out_file).unwrap();
+    assert!(got == p1 || got == p2, "fetched bytes are neither release");
+    publish(&moved, dir.path(), "demo", "1.2.0", "linux-x86_64", &bytes(100, 7), &[]);
+    let ts: serde_json::Value = serde_json::from_slice(&get(&moved, "/tuf/demo/metadata/timestamp.json")).unwrap();
+    assert_eq!(ts["signed"]["version"], 4);
+}
