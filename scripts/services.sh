@@ -34,7 +34,7 @@ ensure_postgres() {
     if ! grep -q "updraft-tests" "$hba"; then
         sed -i '1i host all all 127.0.0.1/32 trust # updraft-tests' "$hba"
     fi
-    pg_ctlcluster ${cluster} start || true
+    pg_ctlcluster ${cluster} start || pg_ctlcluster ${cluster} reload || true
     for _ in $(seq 1 50); do
         pg_isready -q -h 127.0.0.1 -p 5432 && return
         sleep 0.2
