@@ -44,6 +44,11 @@ pub enum AppCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Show or change an app's health rules (which halt rollouts) and halt webhook.
+    #[command(
+        after_help = "Example:\n  updraft app health-rules my-app\n  updraft app health-rules my-app --set rules.json --webhook https://hooks.slack.com/services/T/B/X --webhook-format slack\n  updraft app health-rules my-app --defaults\n\nrules.json: {\"z\": 1.96, \"rules\": [{\"metric\": \"crash_free_sessions\", \"min_sample\": 200, \"tolerance\": 0.005}]}\nMetrics: crash_free_sessions, crash_free_clients, install_failure_rate."
+    )]
+    HealthRules(crate::rollout_cmd::HealthRulesArgs),
     /// Print the app's Sentry DSN, for crash and session reporting.
     #[command(
         after_help = "Example:\n  updraft app dsn my-app\n  # Python: sentry_sdk.init(dsn=\"$(updraft app dsn my-app)\", release=\"my-app@1.4.0\")"
@@ -70,10 +75,16 @@ pub enum ReleaseCmd {
         conn: Conn,
     },
     /// Withdraw a release: it is no longer offered or downloadable.
-    #[command(after_help = "Example:\n  updraft release yank my-app 1.4.0")]
+    #[command(
+        after_help = "Example:\n  updraft release yank my-app 1.4.0\n  updraft release yank my-app 1.4.0 --downgrade   # clients on 1.4.0 go back to the last good release"
+    )]
     Yank {
         app: String,
         version: String,
+        /// Offer clients on this version the last good release (flagged as a downgrade in
+        /// /v1/update and in signed TUF metadata, so our client installs it).
+        #[arg(long)]
+        downgrade: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -98,6 +109,10 @@ pub struct PublishArgs {
     /// Upload and create the release as a draft, without publishing it.
     #[arg(long)]
     draft: bool,
+    /// Roll out on a schedule that advances only while the release is healthy, e.g.
+    /// 1%:1h,10%:6h,50%:1d,100% (starts at the first step unless --rollout says otherwise).
+    #[arg(long, value_name = "STEPS")]
+    schedule: Option<String>,
     /// Extra file served next to the artifact of PLATFORM, e.g. an electron blockmap:
     /// linux-x86_64=dist/app.AppImage.blockmap; repeatable.
     #[arg(long = "file", value_name = "PLATFORM=FILE")]
@@ -132,14 +147,27 @@ pub enum RolloutCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Offer a paused release again.
-    #[command(after_help = "Example:\n  updraft rollout resume my-app 1.4.0")]
+    /// Offer a paused or halted release again (refused while a health rule trips, unless --force).
+    #[command(
+        after_help = "Example:\n  updraft rollout resume my-app 1.4.0\n  updraft rollout resume my-app 1.4.0 --force   # although it is still less healthy than its baseline"
+    )]
     Resume {
         app: String,
         version: String,
+        /// Resume even though a health rule still trips (the schedule then stays halted).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         conn: Conn,
     },
+    /// Put a rollout schedule on a release: each step after its soak time, only while healthy.
+    #[command(
+        after_help = "Example:\n  updraft rollout schedule my-app 1.4.0 --schedule 1%:1h,10%:6h,50%:1d,100%\n\nThe share rises to each step once the previous one has soaked and the release is as healthy as\nthe one it replaces; a tripped health rule halts it (see `updraft rollout status`)."
+    )]
+    Schedule(crate::rollout_cmd::ScheduleArgs),
+    /// Share, schedule, health against the baseline, and the rule closest to tripping.
+    #[command(after_help = "Example:\n  updraft rollout status my-app 1.4.0\n  updraft rollout status my-app 1.4.0 --json")]
+    Status(crate::rollout_cmd::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -336,6 +364,7 @@ pub async fn run_app(cmd: AppCmd) -> anyhow::Result<i32> {
                     .unwrap_or_default()
             });
         }
+        AppCmd::HealthRules(args) => return crate::rollout_cmd::health_rules(args).await,
         AppCmd::Dsn { app, conn } => {
             let v = Api::new(&conn)?.get(&format!("/apps/{}/dsn", seg(&app))).await?;
             print(&conn, &v, |v| v["dsn"].as_str().unwrap_or("").to_owned());
@@ -353,8 +382,9 @@ pub async fn run_release(cmd: ReleaseCmd) -> anyhow::Result<i32> {
                 v["releases"].as_array().map(|a| a.iter().map(release_line).collect::<Vec<_>>().join("\n")).unwrap_or_default()
             });
         }
-        ReleaseCmd::Yank { app, version, conn } => {
-            let v = Api::new(&conn)?.post(&format!("/apps/{}/releases/{}/yank", seg(&app), seg(&version)), &json!({})).await?;
+        ReleaseCmd::Yank { app, version, downgrade, conn } => {
+            let body = json!({ "downgrade": downgrade });
+            let v = Api::new(&conn)?.post(&format!("/apps/{}/releases/{}/yank", seg(&app), seg(&version)), &body).await?;
             print(&conn, &v, release_line);
         }
     }
@@ -382,6 +412,11 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let rollout = match &args.rollout {
         Some(r) => Some(r.parse::<updraft_core::Percent>().map_err(|e| coded(2, e.to_string()))?.as_f64()),
         None => None,
+    };
+    // With a schedule, start at its first step rather than at 100 %.
+    let rollout = match &args.schedule {
+        Some(s) => Some(rollout.unwrap_or(crate::rollout_cmd::first_step(s)?)),
+        None => rollout,
     };
     // Fail fast, before any upload, when the version exists or the app is unknown; the
     // server checks again when the release is created.
@@ -434,7 +469,19 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         body["rollout_percent"] = json!(r);
     }
     let v = api.post(&format!("/apps/{}/releases", seg(&args.app)), &body).await?;
-    print(&args.conn, &v, |v| format!("published {}", release_line(v)));
+    let Some(schedule) = &args.schedule else {
+        print(&args.conn, &v, |v| format!("published {}", release_line(v)));
+        return Ok(());
+    };
+    let s = crate::rollout_cmd::put_schedule(&api, &args.app, &args.version, schedule).await.map_err(|e| {
+        e.context(format!(
+            "{} {} was published at its first step, but its schedule was not set; run `updraft rollout schedule`",
+            args.app, args.version
+        ))
+    })?;
+    let mut both = v.clone();
+    both["schedule"] = s["schedule"].clone();
+    print(&args.conn, &both, |v| format!("published {} on schedule {}", release_line(v), schedule));
     Ok(())
 }
 
@@ -451,10 +498,13 @@ pub async fn run_rollout(cmd: RolloutCmd) -> anyhow::Result<i32> {
             let v = Api::new(&conn)?.post(&format!("/apps/{}/releases/{}/pause", seg(&app), seg(&version)), &json!({})).await?;
             (conn, v)
         }
-        RolloutCmd::Resume { app, version, conn } => {
-            let v = Api::new(&conn)?.post(&format!("/apps/{}/releases/{}/resume", seg(&app), seg(&version)), &json!({})).await?;
+        RolloutCmd::Resume { app, version, force, conn } => {
+            let body = json!({ "force": force });
+            let v = Api::new(&conn)?.post(&format!("/apps/{}/releases/{}/resume", seg(&app), seg(&version)), &body).await?;
             (conn, v)
         }
+        RolloutCmd::Schedule(args) => return crate::rollout_cmd::schedule(args).await,
+        RolloutCmd::Status(args) => return crate::rollout_cmd::status(args).await,
     };
     print(&conn, &v, release_line);
     Ok(crate::exit::OK)

@@ -118,7 +118,7 @@ fn build(common: &Common) -> anyhow::Result<Client> {
 }
 
 fn describe(u: &Update) -> serde_json::Value {
-    json!({ "version": u.version.to_string(), "target": u.target_path, "length": u.length, "sha256": u.sha256, "notes": u.notes, "pub_date": u.pub_date, "url": u.url })
+    json!({ "version": u.version.to_string(), "target": u.target_path, "length": u.length, "sha256": u.sha256, "notes": u.notes, "pub_date": u.pub_date, "url": u.url, "downgrade": u.downgrade })
 }
 
 fn progress_bar(json: bool, label: String) -> ProgressBar {
@@ -160,7 +160,8 @@ pub async fn run(cmd: ClientCmd) -> anyhow::Result<i32> {
             if common.json {
                 println!("{}", json!({ "update": describe(&u) }));
             } else {
-                println!("update available: {} ({} bytes, sha256 {})", u.version, u.length, u.sha256);
+                let kind = if u.downgrade { "downgrade (the running version was yanked)" } else { "update" };
+                println!("{kind} available: {} ({} bytes, sha256 {})", u.version, u.length, u.sha256);
             }
             Ok(OK)
         }

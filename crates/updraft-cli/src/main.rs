@@ -9,6 +9,7 @@ mod exit;
 mod health_cmd;
 mod keys_cmd;
 mod migrate_store;
+mod rollout_cmd;
 mod serve;
 mod slo;
 

@@ -128,6 +128,9 @@ pub struct Update {
     pub pub_date: String,
     /// Where the file is downloaded from.
     pub url: String,
+    /// A lower version than the one running, offered because that one was yanked: the signed
+    /// targets metadata lists the running version in this target's `downgrade_from`.
+    pub downgrade: bool,
 }
 
 /// A client for one app on one channel and platform. See the crate docs.
@@ -325,6 +328,7 @@ impl Client {
         };
         let chosen = select::choose(targets, &want)?;
         Some(Update {
+            downgrade: chosen.custom.version < *want.current,
             version: chosen.custom.version,
             target_path: chosen.path.to_owned(),
             length: chosen.file.length,

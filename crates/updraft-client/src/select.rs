@@ -23,7 +23,9 @@ pub(crate) struct Chosen<'a> {
 }
 
 /// The highest version offered to this client: same app, channel and platform, newer than
-/// what it runs, not paused, and inside the rollout share for this client's bucket. Entries
+/// what it runs, not paused, and inside the rollout share for this client's bucket. A lower
+/// version qualifies only as a downgrade: when its *signed* `custom.downgrade_from` names the
+/// version this client runs (it was yanked); an upgrade, when there is one, still wins. Entries
 /// whose `custom` is not Updraft's, or disagrees with the path, are skipped. With several
 /// files for one version and platform, the first path in sorted order wins.
 pub(crate) fn choose<'a>(targets: &'a Targets, want: &Want<'_>) -> Option<Chosen<'a>> {
@@ -41,10 +43,11 @@ pub(crate) fn choose<'a>(targets: &'a Targets, want: &Want<'_>) -> Option<Chosen
             tracing::debug!(target_path = %path, "skipping target with malformed sha256");
             continue;
         }
+        let downgrade = custom.version < *want.current && custom.downgrade_from.iter().any(|v| v == want.current);
         if &custom.app != want.app
             || &custom.channel != want.channel
             || &custom.platform != want.platform
-            || custom.version <= *want.current
+            || (custom.version <= *want.current && !downgrade)
             || custom.rollout.paused
         {
             continue;
@@ -79,6 +82,7 @@ mod tests {
             notes: None,
             pub_date: "2030-01-01T00:00:00Z".into(),
             rollout: RolloutCustom { basis_points: bp, salt: format!("salt-{version}"), paused },
+            downgrade_from: vec![],
         };
         let path = format!("{version}/{platform}/app-{app}.bin");
         targets.targets.insert(path, TargetFile::new(1, "a".repeat(64), Some(custom.to_value())));
@@ -116,6 +120,26 @@ mod tests {
         entry(&mut odd, "demo", "stable", "1.3.0", "linux-x86_64", 10_000, false);
         odd.targets.values_mut().for_each(|f| f.hashes.sha256 = "../../x".into());
         check(&odd, "1.0.0", None);
+    }
+
+    #[test]
+    fn a_lower_version_only_when_signed_metadata_names_the_running_one() {
+        let mut t = Targets::new(1, datetime!(2040-01-01 0:00 UTC));
+        entry(&mut t, "demo", "stable", "1.0.0", "linux-x86_64", 10_000, false);
+        check(&t, "2.0.0", None); // lower, and no downgrade offer: never
+        let offer = |t: &mut Targets, from: &[&str]| {
+            for f in t.targets.values_mut() {
+                f.custom.as_mut().unwrap()["downgrade_from"] = serde_json::json!(from);
+            }
+        };
+        offer(&mut t, &["2.0.0"]);
+        check(&t, "2.0.0", Some("1.0.0"));
+        check(&t, "2.0.0+build.7", Some("1.0.0")); // the same release
+        check(&t, "2.1.0", None); // only clients on the yanked version
+        check(&t, "0.9.0", Some("1.0.0")); // an ordinary upgrade for older clients
+                                           // An upgrade beats a downgrade.
+        entry(&mut t, "demo", "stable", "2.0.1", "linux-x86_64", 10_000, false);
+        check(&t, "2.0.0", Some("2.0.1"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod audit;
+pub mod health;
 pub mod ids;
 pub mod ingest;
 pub mod rollout;

@@ -60,6 +60,7 @@ fn unpruned_targets_bytes(app: &AppId, releases: &[ReleaseRow]) -> usize {
                 notes: r.notes.clone(),
                 pub_date: r.published_at.clone().unwrap(),
                 rollout: RolloutCustom { basis_points: r.rollout_bp, salt: r.salt.clone(), paused: false },
+                downgrade_from: vec![],
             };
             t.targets.insert(
                 format!("{}/{}/{}", r.version, a.platform, a.filename),

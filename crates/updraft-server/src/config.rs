@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub root_lifetime_secs: Option<u64>,
     /// How often the background job checks metadata expiry and stale uploads.
     pub maintenance_interval_secs: Option<u64>,
+    /// How often scheduled rollouts are checked (advanced, or halted when a health rule trips).
+    pub health_interval_secs: Option<u64>,
     /// Public API requests per second per client address (0: no limit).
     pub public_rate_limit: Option<u64>,
     /// Admin API requests per second per token (0: no limit).
@@ -116,6 +118,7 @@ impl RawConfig {
             targets_lifetime_secs: num("UPDRAFT_TARGETS_LIFETIME_SECS"),
             root_lifetime_secs: num("UPDRAFT_ROOT_LIFETIME_SECS"),
             maintenance_interval_secs: num("UPDRAFT_MAINTENANCE_INTERVAL_SECS"),
+            health_interval_secs: num("UPDRAFT_HEALTH_INTERVAL_SECS"),
             public_rate_limit: num("UPDRAFT_PUBLIC_RATE_LIMIT"),
             admin_rate_limit: num("UPDRAFT_ADMIN_RATE_LIMIT"),
             auth_failure_rate_limit: num("UPDRAFT_AUTH_FAILURE_RATE_LIMIT"),
@@ -162,6 +165,7 @@ impl RawConfig {
             targets_lifetime_secs: self.targets_lifetime_secs.or(lower.targets_lifetime_secs),
             root_lifetime_secs: self.root_lifetime_secs.or(lower.root_lifetime_secs),
             maintenance_interval_secs: self.maintenance_interval_secs.or(lower.maintenance_interval_secs),
+            health_interval_secs: self.health_interval_secs.or(lower.health_interval_secs),
             public_rate_limit: self.public_rate_limit.or(lower.public_rate_limit),
             admin_rate_limit: self.admin_rate_limit.or(lower.admin_rate_limit),
             auth_failure_rate_limit: self.auth_failure_rate_limit.or(lower.auth_failure_rate_limit),
@@ -209,6 +213,13 @@ impl RawConfig {
             if v < 60 {
                 bad(name, format!("{v} is too short: at least 60 seconds"));
             }
+        }
+        let health_interval_secs = self.health_interval_secs.unwrap_or(10);
+        if !(1..=30).contains(&health_interval_secs) {
+            bad(
+                "health_interval_secs",
+                format!("{health_interval_secs} is out of range: 1 to 30 seconds, so a halt lands within a minute"),
+            );
         }
         let max_upload_bytes = self.max_upload_bytes.unwrap_or(4 << 30);
         if max_upload_bytes == 0 {
@@ -270,6 +281,7 @@ impl RawConfig {
             key_passphrase: self.key_passphrase.filter(|p| !p.is_empty()),
             lifetimes,
             maintenance_interval_secs: self.maintenance_interval_secs.unwrap_or(60).max(1),
+            health_interval_secs,
             // Off by default on the public API: behind a load balancer every client would share
             // the balancer's address. Tokens are per caller wherever they come from.
             public_rate_limit: self.public_rate_limit.unwrap_or(0),
@@ -313,6 +325,8 @@ pub struct Config {
     pub key_passphrase: Option<String>,
     pub lifetimes: Lifetimes,
     pub maintenance_interval_secs: u64,
+    /// Seconds between passes of the rollout-schedule job (1–30, default 10).
+    pub health_interval_secs: u64,
     pub public_rate_limit: u64,
     pub admin_rate_limit: u64,
     pub auth_failure_rate_limit: u64,

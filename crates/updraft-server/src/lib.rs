@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod ops;
 pub mod ratelimit;
 pub mod repo;
+pub mod rollouts;
 mod routes;
 pub mod state;
 pub mod view;
@@ -84,6 +85,9 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", post(routes::admin::create_token).get(routes::admin::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(routes::admin::revoke_token))
         .route("/audit", get(routes::admin::list_audit))
+        .route("/apps/{app}/releases/{version}/schedule", put(routes::rollouts::set_schedule))
+        .route("/apps/{app}/releases/{version}/health", get(routes::rollouts::get_rollout_status))
+        .route("/apps/{app}/health-rules", get(routes::rollouts::get_health_rules).put(routes::rollouts::set_health_rules))
         .route("/apps/{app}/dsn", get(ingest::admin::get_dsn))
         .route("/apps/{app}/retention", put(ingest::admin::set_retention))
         .route("/apps/{app}/health", get(ingest::admin::get_health))
@@ -175,6 +179,8 @@ impl Server {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let health_every = Duration::from_secs(self.state.config.health_interval_secs);
+        let health = tokio::spawn(rollouts::run_loop(self.state.clone(), health_every, stop_rx.clone()));
         let watcher = tokio::spawn(cluster::watch(self.state.clone(), stop_rx.clone()));
         let maintenance = tokio::spawn(maintenance_loop(self.state.clone(), stop_rx));
         let app = router(self.state.clone());
@@ -186,6 +192,7 @@ impl Server {
         let result = served.await.map_err(|e| StartError::Other(format!("server error: {e}")));
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
+        let _ = health.await;
         let _ = watcher.await;
         result
     }

@@ -71,7 +71,8 @@ pub fn audit(caller: &Caller, action: &str, app: Option<&AppId>, detail: serde_j
 
 pub async fn rebuild_view(state: &AppState, app: &AppId) -> ApiResult<()> {
     let releases = state.store.list_releases(app.as_str()).await?;
-    state.views.put(AppView::build(app.clone(), &releases, &state.public_url));
+    let downgrades = state.store.list_downgrades(app.as_str()).await?;
+    state.views.put(AppView::build_with(app.clone(), &releases, &downgrades, &state.public_url));
     Ok(())
 }
 

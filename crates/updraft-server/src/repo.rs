@@ -175,6 +175,8 @@ struct Latest {
     targets: MetadataRow,
     snapshot: MetadataRow,
     timestamp: MetadataRow,
+    /// Yanked versions whose clients are offered a downgrade (signed into targets).
+    downgrades: Vec<String>,
 }
 
 impl Repo {
@@ -272,7 +274,7 @@ impl Repo {
         let root_signers = keys.threshold_signers(&root, RoleName::Root)?;
         let root_bytes = tuf::to_wire(&tuf::sign(root.clone(), &refs(&root_signers))?)?;
         let mut metadata = vec![row("root", 1, root_bytes.clone(), root_expires)?];
-        metadata.extend(self.sign_set(app, &keys, &root, &[], now, (1, 1, 1), None)?);
+        metadata.extend(self.sign_set(app, &keys, &root, (&[], &[]), now, (1, 1, 1), None)?);
         self.verify_chain(&root_bytes, &metadata)?;
         let root_key_ids = root.roles.root.keyids.iter().map(|k| k.to_string()).collect();
         Ok(CreatedRepo { metadata, root: root_bytes, root_key_ids })
@@ -293,12 +295,23 @@ impl Repo {
     /// never be chosen by our client (it takes the newest admitted version, and the fully
     /// rolled-out one admits everybody), so listing it would only make every refresh grow with
     /// the app's history.
-    pub fn targets_doc(app: &AppId, releases: &[ReleaseRow], version: u64, expires: OffsetDateTime) -> Result<Targets, RepoError> {
+    ///
+    /// A release that clients of a yanked version in `downgrades` should go back to carries
+    /// those versions in `custom.downgrade_from`.
+    pub fn targets_doc(
+        app: &AppId,
+        releases: &[ReleaseRow],
+        downgrades: &[String],
+        version: u64,
+        expires: OffsetDateTime,
+    ) -> Result<Targets, RepoError> {
         let mut t = Targets::new(version, expires);
+        let offers = crate::rollouts::downgrade_offers(releases, downgrades);
         for (r, v, channel, platforms) in live_releases(releases)? {
             for (a, platform) in r.artifacts.iter().zip(platforms) {
                 let Some(platform) = platform else { continue };
                 let path = TargetPath::new(&v, &platform, &a.filename)?;
+                let downgrade_from = offers.get(&(r.version.as_str(), platform.as_str())).cloned().unwrap_or_default();
                 let custom = TargetCustom {
                     app: app.clone(),
                     channel: channel.clone(),
@@ -307,6 +320,7 @@ impl Repo {
                     notes: r.notes.clone(),
                     pub_date: r.published_at.clone().unwrap_or_else(|| r.created_at.clone()),
                     rollout: RolloutCustom { basis_points: r.rollout_bp, salt: r.salt.clone(), paused: r.state == ReleaseState::Halted },
+                    downgrade_from,
                 };
                 t.targets.insert(path.to_string(), TargetFile::new(a.size, a.sha256.clone(), Some(custom.to_value())));
             }
@@ -322,7 +336,7 @@ impl Repo {
         app: &AppId,
         keys: &KeyStore,
         root: &Root,
-        releases: &[ReleaseRow],
+        (releases, downgrades): (&[ReleaseRow], &[String]),
         now: OffsetDateTime,
         versions: (u64, u64, u64),
         existing_targets: Option<&MetadataRow>,
@@ -334,7 +348,7 @@ impl Repo {
             None => {
                 let exp = expires_in(now, self.lifetimes.targets);
                 let signers = keys.threshold_signers(root, RoleName::Targets)?;
-                let bytes = tuf::to_wire(&tuf::sign(Self::targets_doc(app, releases, tv, exp)?, &refs(&signers))?)?;
+                let bytes = tuf::to_wire(&tuf::sign(Self::targets_doc(app, releases, downgrades, tv, exp)?, &refs(&signers))?)?;
                 out.push(row("targets", tv, bytes.clone(), exp)?);
                 (bytes, tv)
             }
@@ -376,6 +390,7 @@ impl Repo {
             targets: get("targets").await?,
             snapshot: get("snapshot").await?,
             timestamp: get("timestamp").await?,
+            downgrades: store.list_downgrades(app.as_str()).await?,
         })
     }
 
@@ -387,11 +402,24 @@ impl Repo {
     /// New targets, snapshot and timestamp for a changed set of releases. The caller holds
     /// the app lock and commits the rows in the same transaction as the release change.
     pub async fn sign_targets_change(&self, store: &dyn MetaStore, app: &AppId, releases: &[ReleaseRow]) -> ApiResult<Vec<MetadataRow>> {
+        self.sign_targets_change_with(store, app, releases, None).await
+    }
+
+    /// [`Repo::sign_targets_change`] with the set of downgrade offers about to be committed
+    /// (`None`: the stored set).
+    pub async fn sign_targets_change_with(
+        &self,
+        store: &dyn MetaStore,
+        app: &AppId,
+        releases: &[ReleaseRow],
+        downgrades: Option<&[String]>,
+    ) -> ApiResult<Vec<MetadataRow>> {
         let l = Self::latest(store, app).await?;
+        let downgrades = downgrades.unwrap_or(&l.downgrades);
         let root = Self::parse_root(&l.root)?;
         let keys = self.keystore(app)?;
         let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
-        let set = self.sign_set(app, &keys, &root, releases, OffsetDateTime::now_utc(), versions, None)?;
+        let set = self.sign_set(app, &keys, &root, (releases, downgrades), OffsetDateTime::now_utc(), versions, None)?;
         self.verify_chain(&l.root.body, &set)?;
         Ok(set)
     }
@@ -433,9 +461,9 @@ impl Repo {
             }
             let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
             if due(&l.targets, self.lifetimes.targets) {
-                out.extend(self.sign_set(app, &keys, &root, releases, now, versions, None)?);
+                out.extend(self.sign_set(app, &keys, &root, (releases, &l.downgrades), now, versions, None)?);
             } else if due(&l.snapshot, self.lifetimes.snapshot) {
-                out.extend(self.sign_set(app, &keys, &root, releases, now, versions, Some(&l.targets))?);
+                out.extend(self.sign_set(app, &keys, &root, (releases, &l.downgrades), now, versions, Some(&l.targets))?);
             } else if due(&l.timestamp, self.lifetimes.timestamp) {
                 out.push(self.sign_timestamp(&keys, &root, &l.snapshot.body, l.snapshot.version, l.timestamp.version + 1, now)?);
             }
@@ -706,9 +734,9 @@ impl Repo {
         let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
         let mut metadata = vec![row("root", next.version, root_bytes.clone(), next.expires)?];
         if changed(RoleName::Targets) {
-            metadata.extend(self.sign_set(app, keys, &next, releases, now, versions, None)?);
+            metadata.extend(self.sign_set(app, keys, &next, (releases, &l.downgrades), now, versions, None)?);
         } else if changed(RoleName::Snapshot) {
-            metadata.extend(self.sign_set(app, keys, &next, releases, now, versions, Some(&l.targets))?);
+            metadata.extend(self.sign_set(app, keys, &next, (releases, &l.downgrades), now, versions, Some(&l.targets))?);
         } else if changed(RoleName::Timestamp) {
             metadata.push(self.sign_timestamp(keys, &next, &l.snapshot.body, l.snapshot.version, versions.2, now)?);
         }

@@ -25,6 +25,9 @@ pub struct UpdateAnswer<'a> {
     pub target: String,
     pub channel: &'a str,
     pub platform: &'a str,
+    /// A lower version offered because the installed one was yanked (`release yank --downgrade`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub downgrade: bool,
 }
 
 pub struct Offer {
@@ -37,6 +40,8 @@ pub struct Offer {
 /// Offers for one (channel, platform), newest first, with their metric handles.
 pub struct Slot {
     pub offers: Vec<Offer>,
+    /// Yanked version → the downgrade offered to clients on it.
+    pub downgrades: Vec<(Version, Offer)>,
     pub offered: metrics::Counter,
     pub none: metrics::Counter,
 }
@@ -62,6 +67,11 @@ pub enum Decision<'a> {
 
 impl AppView {
     pub fn build(app: AppId, releases: &[ReleaseRow], public_url: &str) -> AppView {
+        Self::build_with(app, releases, &[], public_url)
+    }
+
+    /// [`AppView::build`], with the yanked versions whose clients are offered a downgrade.
+    pub fn build_with(app: AppId, releases: &[ReleaseRow], downgrades: &[String], public_url: &str) -> AppView {
         let mut slots: HashMap<String, HashMap<String, Slot>> = HashMap::new();
         let mut blobs = HashSet::new();
         let mut targets = HashMap::new();
@@ -87,10 +97,12 @@ impl AppView {
                     target: format!("{}/{}/{}", r.version, a.platform, a.filename),
                     channel: &r.channel,
                     platform: &a.platform,
+                    downgrade: false,
                 };
                 let body = Bytes::from(serde_json::to_vec(&answer).expect("answer serializes"));
                 let slot = slots.entry(r.channel.clone()).or_default().entry(a.platform.clone()).or_insert_with(|| Slot {
                     offers: Vec::new(),
+                    downgrades: Vec::new(),
                     offered: counter(&r.channel, &a.platform, "offered"),
                     none: counter(&r.channel, &a.platform, "none"),
                 });
@@ -105,6 +117,29 @@ impl AppView {
         for platforms in slots.values_mut() {
             for slot in platforms.values_mut() {
                 slot.offers.sort_by(|a, b| b.version.cmp(&a.version));
+            }
+        }
+        for ((to, platform), froms) in crate::rollouts::downgrade_offers(releases, downgrades) {
+            let Some(r) = releases.iter().find(|r| r.version == to) else { continue };
+            let Some(a) = r.artifacts.iter().find(|a| a.platform == platform) else { continue };
+            let Some(slot) = slots.get_mut(&r.channel).and_then(|p| p.get_mut(platform)) else { continue };
+            let Ok(version) = r.version.parse::<Version>() else { continue };
+            let answer = UpdateAnswer {
+                version: &r.version,
+                notes: r.notes.as_deref(),
+                pub_date: r.published_at.as_deref(),
+                url: format!("{public_url}/v1/blobs/{}", a.sha256),
+                sha256: &a.sha256,
+                size: a.size,
+                target: format!("{}/{}/{}", r.version, a.platform, a.filename),
+                channel: &r.channel,
+                platform: &a.platform,
+                downgrade: true,
+            };
+            let body = Bytes::from(serde_json::to_vec(&answer).expect("answer serializes"));
+            for from in froms {
+                let offer = Offer { version: version.clone(), share: Percent::FULL, salt: r.salt.clone(), body: body.clone() };
+                slot.downgrades.push((from, offer));
             }
         }
         let unknown = counter("_other", "_other", "none");
@@ -124,6 +159,11 @@ impl AppView {
                 break;
             }
             if admitted(&self.app, offer.share, &offer.salt, client) {
+                return Decision::Offer(offer);
+            }
+        }
+        if !slot.downgrades.is_empty() {
+            if let Some((_, offer)) = slot.downgrades.iter().find(|(from, _)| from == current) {
                 return Decision::Offer(offer);
             }
         }

@@ -20,9 +20,11 @@ pub mod keys;
 mod meta;
 mod model;
 mod postgres;
+mod rollouts;
 mod s3;
 mod sql;
 mod sql_health;
+mod sql_rollouts;
 mod sqlite;
 
 pub use blob_store::{BlobReader, BlobStore, BlobUrl};
@@ -32,6 +34,7 @@ pub use health::HealthStore;
 pub use meta::{AppLock, MetaStore};
 pub use model::*;
 pub use postgres::{create_test_database, PgStore};
+pub use rollouts::{HealthSettingsRow, RolloutStore, ScheduleRow, ScheduleState};
 pub use s3::{S3Blobs, S3Object};
 pub use sqlite::SqliteStore;
 

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use crate::{AppRow, AuditRow, Changeset, MetadataRow, ReleaseRow, StoreError, TokenRow};
 
 #[async_trait]
-/// Includes [`HealthStore`](crate::HealthStore): crash, session and install data.
-pub trait MetaStore: crate::HealthStore + Send + Sync + 'static {
+/// Includes [`HealthStore`](crate::HealthStore) (crash, session and install data) and
+/// [`RolloutStore`](crate::RolloutStore) (schedules, halt rules, downgrade offers).
+pub trait MetaStore: crate::HealthStore + crate::RolloutStore + Send + Sync + 'static {
     /// Brings the schema to the newest version; safe to call on every start.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Cheap round trip, for `/readyz`.

@@ -24,6 +24,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_release_compat.sql")),
     (3, include_str!("../migrations/postgres/0003_ingest.sql")),
+    (4, include_str!("../migrations/postgres/0004_rollouts.sql")),
     (5, include_str!("../migrations/postgres/0005_key_files.sql")),
 ];
 
@@ -137,6 +138,7 @@ crate::sql::meta_store_sql!(PgStore, sqlx::Postgres, PgRow, {
     }
 });
 crate::sql_health::health_store_sql!(PgStore, PgRow);
+crate::sql_rollouts::rollout_store_sql!(PgStore, PgRow);
 
 /// A fresh, empty database on the PostgreSQL server named by `UPDRAFT_TEST_POSTGRES` (default
 /// `postgres://postgres@127.0.0.1:5432/postgres`, which `scripts/services.sh` makes reachable),
@@ -194,6 +196,16 @@ mod tests {
     #[tokio::test]
     async fn events_group_into_issues_once_and_erase_by_client() {
         crate::sql_health::conformance::events_group_into_issues_once_and_erase_by_client(&with_app().await).await;
+    }
+
+    #[tokio::test]
+    async fn a_schedule_moves_with_its_release_or_not_at_all() {
+        crate::sql_rollouts::conformance::a_schedule_moves_with_its_release_or_not_at_all(&store().await).await;
+    }
+
+    #[tokio::test]
+    async fn rollout_settings_and_downgrades_round_trip() {
+        crate::sql_rollouts::conformance::settings_and_downgrades_round_trip(&store().await).await;
     }
 
     #[tokio::test]

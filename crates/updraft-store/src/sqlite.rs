@@ -19,6 +19,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_release_compat.sql")),
     (3, include_str!("../migrations/sqlite/0003_ingest.sql")),
+    (4, include_str!("../migrations/sqlite/0004_rollouts.sql")),
     (5, include_str!("../migrations/sqlite/0005_key_files.sql")),
 ];
 
@@ -65,6 +66,7 @@ impl SqliteStore {
 
 crate::sql::meta_store_sql!(SqliteStore, sqlx::Sqlite, SqliteRow, {});
 crate::sql_health::health_store_sql!(SqliteStore, SqliteRow);
+crate::sql_rollouts::rollout_store_sql!(SqliteStore, SqliteRow);
 
 #[cfg(test)]
 mod tests {
@@ -109,5 +111,15 @@ mod tests {
     #[tokio::test]
     async fn events_group_into_issues_once_and_erase_by_client() {
         crate::sql_health::conformance::events_group_into_issues_once_and_erase_by_client(&with_app().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn a_schedule_moves_with_its_release_or_not_at_all() {
+        crate::sql_rollouts::conformance::a_schedule_moves_with_its_release_or_not_at_all(&store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn rollout_settings_and_downgrades_round_trip() {
+        crate::sql_rollouts::conformance::settings_and_downgrades_round_trip(&store().await.1).await;
     }
 }

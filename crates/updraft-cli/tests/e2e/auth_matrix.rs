@@ -151,6 +151,23 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
         op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/keys/root/export", Some(json!({"generate": ["targets"]})), 200),
     );
     ops.insert("import_root", op("admin", Scope::App, Method::POST, "/v1/admin/apps/demo/keys/root/import", Some(next_root), 200));
+    ops.insert(
+        "set_schedule",
+        op(
+            "publisher",
+            Scope::App,
+            Method::PUT,
+            "/v1/admin/apps/demo/releases/1.5.0/schedule",
+            Some(json!({"schedule": "50%:1h,100%"})),
+            200,
+        ),
+    );
+    ops.insert("get_rollout_status", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/releases/1.5.0/health", None, 200));
+    ops.insert("get_health_rules", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/health-rules", None, 200));
+    ops.insert(
+        "set_health_rules",
+        op("admin", Scope::App, Method::PUT, "/v1/admin/apps/demo/health-rules", Some(json!({"rules": null, "webhook": null})), 200),
+    );
     ops.insert("list_audit", op("viewer", Scope::App, Method::GET, "/v1/admin/audit?app=demo", None, 200));
     // Ingest: one event through the DSN, so an issue exists to list events of.
     let dsn = server.cli(&["app", "dsn", "demo", "--json"]).ok().json();

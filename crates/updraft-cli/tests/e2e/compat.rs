@@ -19,12 +19,18 @@ fn arch() -> &'static str {
     std::env::consts::ARCH
 }
 
-fn linux() -> String {
+pub(crate) fn linux() -> String {
     format!("linux-{}", arch())
 }
 
 /// Publishes one release with several artifacts (PLATFORM, FILENAME, BYTES) and extra flags.
-fn publish_files(server: &Server, dir: &Path, version: &str, files: &[(&str, &str, &[u8])], extra: &[&str]) -> serde_json::Value {
+pub(crate) fn publish_files(
+    server: &Server,
+    dir: &Path,
+    version: &str,
+    files: &[(&str, &str, &[u8])],
+    extra: &[&str],
+) -> serde_json::Value {
     let mut args: Vec<String> = ["release", "publish", "demo", version, "--channel", "stable", "--json"].map(String::from).to_vec();
     for (platform, name, data) in files {
         let sub = dir.join(format!("{version}-{platform}"));
@@ -415,15 +421,15 @@ fn electron_suffix() -> &'static str {
 }
 
 /// What each feed offers one client (installed 1.0.0), as a version or `None`.
-struct Answers {
-    v1: Option<String>,
-    tauri: Option<String>,
-    electron: Option<String>,
-    velopack: Option<String>,
-    sparkle: Option<String>,
+pub(crate) struct Answers {
+    pub v1: Option<String>,
+    pub tauri: Option<String>,
+    pub electron: Option<String>,
+    pub velopack: Option<String>,
+    pub sparkle: Option<String>,
 }
 
-fn answers(server: &Server, http: &reqwest::blocking::Client, id: &str) -> Answers {
+pub(crate) fn answers(server: &Server, http: &reqwest::blocking::Client, id: &str) -> Answers {
     let version_of = |r: reqwest::blocking::Response| -> Option<String> {
         match r.status().as_u16() {
             200 => Some(r.json::<serde_json::Value>().unwrap()["version"].as_str().unwrap().to_owned()),

@@ -165,6 +165,7 @@ impl Repo {
             notes: Some(format!("release {version}\nwith notes")),
             pub_date: "2030-01-01T00:00:00Z".into(),
             rollout: RolloutCustom { basis_points: 10_000, salt: format!("salt-{version}"), paused: false },
+            downgrade_from: vec![],
         };
         self.artifacts.push(Artifact { path: format!("{version}/{platform}/app.bin"), bytes: bytes.to_vec(), custom });
         &mut self.artifacts.last_mut().unwrap().custom

@@ -60,6 +60,7 @@ fn custom(app: &str, platform: &str, basis_points: u32) -> serde_json::Value {
         notes: Some("attack-suite release".into()),
         pub_date: "2030-01-01T00:00:00Z".into(),
         rollout: RolloutCustom { basis_points, salt: "salt-1.1.0".into(), paused: false },
+        downgrade_from: vec![],
     }
     .to_value()
 }

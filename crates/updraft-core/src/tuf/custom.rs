@@ -24,6 +24,11 @@ pub struct TargetCustom {
     /// RFC 3339 publication time.
     pub pub_date: String,
     pub rollout: RolloutCustom,
+    /// Yanked versions whose clients are offered this (lower) release as a downgrade. Our
+    /// client takes a lower version only when the signed metadata lists its own version here,
+    /// so nobody but the targets role can push a downgrade.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downgrade_from: Vec<Version>,
 }
 
 /// The rollout state of a release at the time targets was signed.
@@ -135,6 +140,7 @@ mod tests {
             notes: Some("fixes".into()),
             pub_date: "2030-01-02T03:04:05Z".into(),
             rollout: RolloutCustom { basis_points: 2550, salt: "s1".into(), paused: false },
+            downgrade_from: vec![],
         }
     }
 

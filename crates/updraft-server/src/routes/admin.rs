@@ -37,7 +37,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 pub struct AppPath {
     /// App id.
     #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-    app: String,
+    pub(crate) app: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -45,9 +45,9 @@ pub struct AppPath {
 pub struct ReleasePath {
     /// App id.
     #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-    app: String,
+    pub(crate) app: String,
     /// SemVer 2.0 version.
-    version: String,
+    pub(crate) version: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -616,28 +616,73 @@ pub async fn pause_rollout(
     change(state, caller, rid, p, || Ok(ReleaseChange::Pause)).await
 }
 
-/// Offer a paused release again.
+/// An optional JSON body: empty means the defaults.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    /// Resume even though a health rule still trips.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Offer a paused or halted release again. While one of the app's health rules still trips
+/// against the baseline, this is refused (`409 health_rule_trips`) unless `force` is set.
 #[utoipa::path(post, path = "/v1/admin/apps/{app}/releases/{version}/resume", operation_id = "resume_rollout", tag = "rollouts",
-    params(ReleasePath), responses((status = 200, description = "Resumed", body = ReleaseInfo)), security(("bearer" = [])))]
+    params(ReleasePath), request_body(content = Option<ResumeBody>, description = "Optional"),
+    responses((status = 200, description = "Resumed", body = ReleaseInfo)), security(("bearer" = [])))]
 pub async fn resume_rollout(
     State(state): State<AppState>,
     caller: Caller,
     RequestId(rid): RequestId,
     Path(p): Path<ReleasePath>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    change(state, caller, rid, p, || Ok(ReleaseChange::Resume)).await
+    let app: AppId = parse("invalid_app_id", &p.app)?;
+    let version: Version = parse("invalid_version", &p.version)?;
+    let body: ResumeBody = optional_body(&body)?;
+    ops::require_app(&state, &caller, &app, Role::Publisher).await?;
+    let audit = |detail| ops::audit(&caller, "rollout.resume", Some(&app), detail, rid.as_deref());
+    let row = crate::rollouts::resume(&state, audit, &app, &version, body.force).await?;
+    Ok(axum::Json(ReleaseInfo::from(&row)).into_response())
 }
 
-/// Withdraw a release for good.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct YankBody {
+    /// Offer clients on this version the last good release (the one it replaced on its
+    /// channel and platform), flagged as a downgrade, in `/v1/update` and signed TUF metadata.
+    #[serde(default)]
+    downgrade: bool,
+}
+
+/// Withdraw a release for good, optionally offering its clients a downgrade.
 #[utoipa::path(post, path = "/v1/admin/apps/{app}/releases/{version}/yank", operation_id = "yank_release", tag = "releases",
-    params(ReleasePath), responses((status = 200, description = "Yanked", body = ReleaseInfo)), security(("bearer" = [])))]
+    params(ReleasePath), request_body(content = Option<YankBody>, description = "Optional"),
+    responses((status = 200, description = "Yanked", body = ReleaseInfo)), security(("bearer" = [])))]
 pub async fn yank_release(
     State(state): State<AppState>,
     caller: Caller,
     RequestId(rid): RequestId,
     Path(p): Path<ReleasePath>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    change(state, caller, rid, p, || Ok(ReleaseChange::Yank)).await
+    let body: YankBody = optional_body(&body)?;
+    if !body.downgrade {
+        return change(state, caller, rid, p, || Ok(ReleaseChange::Yank)).await;
+    }
+    let app: AppId = parse("invalid_app_id", &p.app)?;
+    let version: Version = parse("invalid_version", &p.version)?;
+    ops::require_app(&state, &caller, &app, Role::Publisher).await?;
+    let audit = |detail| ops::audit(&caller, "release.yank", Some(&app), detail, rid.as_deref());
+    let row = crate::rollouts::yank_with_downgrade(&state, audit, &app, &version).await?;
+    Ok(axum::Json(ReleaseInfo::from(&row)).into_response())
 }
 
 // ---- tokens ----

@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod keys;
 pub mod public;
+pub mod rollouts;

@@ -49,6 +49,10 @@ pub struct UpdateOffer {
     pub target: String,
     pub channel: String,
     pub platform: String,
+    /// Present and true when this is a lower version offered because the installed one was
+    /// yanked: install it although it is older.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub downgrade: bool,
 }
 
 #[derive(Deserialize, IntoParams)]
