@@ -265,25 +265,39 @@ fn sparkle_appcast_is_namespaced_xml_and_every_signature_verifies() {
     }
 }
 
-/// Installs the committed electron-updater (package-lock.json) into a cache directory once.
+/// Installs the committed electron-updater (package-lock.json) and driver into a cache directory
+/// once. The directory is named by the hash of every file copied in, so a changed driver gets a
+/// new one, and it is built aside and renamed into place: tests running in parallel processes
+/// never see (or run node on) a half-installed or half-copied directory.
 fn electron_updater_dir() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/electron");
-    let lock = std::fs::read(src.join("package-lock.json")).expect("package-lock.json");
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("electron-compat-{}", &sha256_hex(&lock)[..12]));
-    if !cache.join("node_modules/electron-updater").is_dir() {
-        std::fs::create_dir_all(&cache).unwrap();
-        for f in ["package.json", "package-lock.json", "check.js"] {
-            std::fs::copy(src.join(f), cache.join(f)).unwrap();
-        }
-        let out = Command::new("npm")
-            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
-            .current_dir(&cache)
-            .env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1")
-            .output()
-            .expect("npm (Node.js) is needed for the electron-updater test");
-        assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
+    let files = ["package.json", "package-lock.json", "check.js"];
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(std::fs::read(src.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")));
     }
-    std::fs::copy(src.join("check.js"), cache.join("check.js")).unwrap();
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let cache = tmp.join(format!("electron-compat-{}", &sha256_hex(&all)[..12]));
+    if cache.join("node_modules/electron-updater").is_dir() {
+        return cache;
+    }
+    let staging = tempfile::tempdir_in(tmp).expect("staging dir");
+    for f in files {
+        std::fs::copy(src.join(f), staging.path().join(f)).unwrap();
+    }
+    let out = Command::new("npm")
+        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+        .current_dir(staging.path())
+        .env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1")
+        .output()
+        .expect("npm (Node.js) is needed for the electron-updater test");
+    assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
+    // Another process may have won the race; its directory is as good as ours.
+    let staged = staging.keep();
+    if std::fs::rename(&staged, &cache).is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    assert!(cache.join("node_modules/electron-updater").is_dir(), "electron-updater not installed in {}", cache.display());
     cache
 }
 

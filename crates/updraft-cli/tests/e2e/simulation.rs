@@ -239,8 +239,11 @@ fn a_healthy_release_rolls_out_to_everyone_on_its_schedule() {
     }
     assert!(audit(&sim.server, "rollout.halt").is_empty());
     assert!(sim.hooks.try_recv().is_err(), "no webhook for a healthy rollout");
-    // Everyone who checked at 10 % and 50 % took it; the rest get it at 100 %.
-    assert!(upgraded.len() > CLIENTS / 2, "{}", upgraded.len());
+    // The first step's installs took it (~10 %; the loop always sees that step, because it
+    // cannot advance before their reports arrive). Later steps may pass faster than this loop
+    // runs on a loaded machine, so their share is checked through the audit steps above and the
+    // offer to everyone below, not through how many installs the loop happened to move.
+    assert!(upgraded.len() >= CLIENTS / 20, "{}", upgraded.len());
     assert_eq!(sim.offered(&(0..CLIENTS).collect::<Vec<_>>()).len(), CLIENTS, "at 100 % every install is offered 2.0.0");
     // Every compatible feed offers it too (the halt test relies on feeds that can say so).
     let http = http();
