@@ -196,4 +196,89 @@ mod tests {
         let many = format!("{{}}\n{}", "{\"type\":\"x\",\"length\":0}\n\n".repeat(101));
         assert_eq!(p(many.as_bytes()), Err(EnvelopeError::TooManyItems { limit: 100 }));
     }
+    // The invariants of the cargo-fuzz target `fuzz/fuzz_targets/envelope.rs`, run on every
+    // test run (not coverage-guided, but never skipped).
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn item_strategy() -> impl Strategy<Value = (String, Vec<u8>, bool)> {
+            ("[a-z_]{1,12}", proptest::collection::vec(any::<u8>(), 0..200), any::<bool>()).prop_map(|(ty, payload, with_length)| {
+                // Without a `length`, a payload ends at the first newline: keep those single-line.
+                let payload = if with_length {
+                    payload
+                } else {
+                    let mut p: Vec<u8> = payload.into_iter().filter(|&b| b != b'\n').collect();
+                    while p.last() == Some(&b'\r') {
+                        p.pop();
+                    }
+                    p
+                };
+                (ty, payload, with_length)
+            })
+        }
+
+        fn write(items: &[(String, Vec<u8>, bool)], lie: Option<(usize, u64)>) -> Vec<u8> {
+            let mut body = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n".to_vec();
+            for (i, (ty, payload, with_length)) in items.iter().enumerate() {
+                let extra = lie.filter(|(at, _)| *at == i).map_or(0, |(_, by)| by);
+                let header = if *with_length || extra > 0 {
+                    format!("{{\"type\":\"{ty}\",\"length\":{}}}\n", payload.len() as u64 + extra)
+                } else {
+                    format!("{{\"type\":\"{ty}\"}}\n")
+                };
+                body.extend_from_slice(header.as_bytes());
+                body.extend_from_slice(payload);
+                body.push(b'\n');
+            }
+            body
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic_and_payloads_stay_inside(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                let limits = EnvelopeLimits { max_items: 8, max_item_bytes: 256 };
+                if let Ok(env) = parse(&data, limits) {
+                    let range = data.as_ptr_range();
+                    prop_assert!(env.items.len() <= limits.max_items);
+                    for item in &env.items {
+                        let p = item.payload.as_ptr_range();
+                        prop_assert!(item.payload.is_empty() || (p.start >= range.start && p.end <= range.end));
+                        prop_assert!(item.payload.len() <= limits.max_item_bytes);
+                    }
+                }
+                if let Ok(s) = std::str::from_utf8(&data) {
+                    if let Some(once) = crate::ingest::scrub::scrub_str(s) {
+                        prop_assert_eq!(crate::ingest::scrub::scrub_str(&once), None, "scrubbing twice changed {:?}", once);
+                    }
+                }
+            }
+
+            #[test]
+            fn written_envelopes_parse_back_item_for_item(items in proptest::collection::vec(item_strategy(), 0..6)) {
+                let body = write(&items, None);
+                let env = p(&body).expect("a well-formed envelope parses");
+                prop_assert_eq!(env.items.len(), items.len());
+                for (got, (ty, payload, _)) in env.items.iter().zip(&items) {
+                    prop_assert_eq!(&got.ty, ty);
+                    prop_assert_eq!(got.payload, payload.as_slice());
+                }
+            }
+
+            #[test]
+            fn a_lying_length_never_yields_the_items_written(
+                items in proptest::collection::vec(item_strategy(), 1..6),
+                at in any::<prop::sample::Index>(),
+                by in 1u64..400,
+            ) {
+                let at = at.index(items.len());
+                let body = write(&items, Some((at, by)));
+                if let Ok(env) = p(&body) {
+                    let same = env.items.len() == items.len()
+                        && env.items.iter().zip(&items).all(|(g, (ty, payload, _))| &g.ty == ty && g.payload == payload.as_slice());
+                    prop_assert!(!same, "a length {by} bytes too long went unnoticed");
+                }
+            }
+        }
+    }
 }
