@@ -401,36 +401,22 @@ impl HealthStore for $store {
     async fn apply_retention(&self, app: &str, before: &str) -> Result<Erased, StoreError> {
         let (before, hour) = normalize_since(before)?;
         let (_w, mut tx) = self.begin_write().await?;
-        let events = sqlx::query("DELETE FROM events WHERE app = $1 AND received_at < $2")
-            .bind(app)
-            .bind(&before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let sessions = sqlx::query("DELETE FROM session_ids WHERE app = $1 AND updated_at < $2")
-            .bind(app)
-            .bind(&before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let clients = sqlx::query("DELETE FROM session_clients WHERE app = $1 AND last_seen < $2")
-            .bind(app)
-            .bind(&before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let installs = sqlx::query("DELETE FROM install_reports WHERE app = $1 AND received_at < $2")
-            .bind(app)
-            .bind(&before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let buckets = sqlx::query("DELETE FROM session_buckets WHERE app = $1 AND hour < $2")
-            .bind(app)
-            .bind(&hour)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        // (table, time column, cutoff): one statement shape for every kept kind of data.
+        let mut deleted = [0u64; 5];
+        for (n, (table, column, cutoff)) in [
+            ("events", "received_at", &before),
+            ("session_ids", "updated_at", &before),
+            ("session_clients", "last_seen", &before),
+            ("install_reports", "received_at", &before),
+            ("session_buckets", "hour", &hour),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sql = format!("DELETE FROM {table} WHERE app = $1 AND {column} < $2");
+            deleted[n] = sqlx::query(&sql).bind(app).bind(cutoff).execute(&mut *tx).await?.rows_affected();
+        }
+        let [events, sessions, clients, installs, buckets] = deleted;
         let n = Erased { events, sessions, clients, installs, buckets };
         if n.events > 0 {
             recount_issues(&mut tx, app).await?;
