@@ -325,6 +325,9 @@ impl Rules {
             }
             if r.min_sample == 0 {
                 out.push(format!("rule {} ({}): min_sample must be at least 1", i + 1, r.metric.as_str()));
+            } else if r.min_sample > i64::MAX as u64 {
+                // Counts are stored as 64-bit signed integers: no count of reports gets there.
+                out.push(format!("rule {} ({}): min_sample must be at most {}", i + 1, r.metric.as_str(), i64::MAX));
             }
         }
         out
@@ -588,6 +591,9 @@ mod tests {
     fn rule_problems_are_all_reported() {
         let r = Rules { z: 0.0, rules: vec![Rule { metric: Metric::CrashFreeClients, min_sample: 0, tolerance: 2.0 }] };
         assert_eq!(r.problems().len(), 3, "{:?}", r.problems());
+        let huge = |min_sample| Rules { z: 1.96, rules: vec![Rule { metric: Metric::CrashFreeClients, min_sample, tolerance: 0.01 }] };
+        assert!(huge(i64::MAX as u64).problems().is_empty());
+        assert_eq!(huge(i64::MAX as u64 + 1).problems().len(), 1);
         assert!(Rules::default().problems().is_empty());
         let json = serde_json::to_value(Rules::default()).unwrap();
         assert_eq!(json["rules"][0]["metric"], "crash_free_sessions");

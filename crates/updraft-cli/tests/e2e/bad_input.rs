@@ -56,6 +56,7 @@ fn bad_input_gets_clear_stable_errors_and_loses_nothing() {
             Case { name: "unknown field", status: 400, code: "invalid_body" },
             admin(M::POST, "/apps").json(&json!({"id": "x", "evil": true})),
         ),
+        (Case { name: "array for an object", status: 400, code: "invalid_body" }, admin(M::POST, "/apps").json(&json!(["other"]))),
         (
             Case { name: "malformed JSON", status: 400, code: "malformed_json" },
             admin(M::POST, "/apps").header("content-type", "application/json").body("{\"id\":"),

@@ -124,15 +124,29 @@ fn bad_schedules_rules_and_webhooks_get_clear_errors() {
     // Every problem at once.
     let (status, v) = put(
         "/v1/admin/apps/demo/health-rules",
-        json!({"z": 9, "rules": [{"metric": "vibes", "min_sample": 1, "tolerance": 0.1}, {"metric": "crash_free_clients", "min_sample": 0, "tolerance": -1}],
+        json!({"z": 9, "rules": [{"metric": "vibes", "min_sample": 1, "tolerance": 0.1}, {"metric": "crash_free_clients", "min_sample": 0, "tolerance": -1},
+                                 {"metric": "install_failure_rate", "min_sample": 1u64 << 63, "tolerance": 0.0}],
                "webhook": {"url": "ftp://example.com", "format": "xml"}}),
     );
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_health_rules")), "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
-    for part in ["vibes", "z must", "min_sample", "tolerance", "xml", "http://"] {
+    for part in ["vibes", "z must", "min_sample must be at least 1", "min_sample must be at most", "tolerance", "xml", "http://"] {
         assert!(msg.contains(part), "{part} missing from {msg}");
     }
-    // Nothing was stored.
+    // The body is an object (serde would take a struct's fields as an array), and `defaults`
+    // is in answers only.
+    for body in [json!([2.5, null, null]), json!([]), json!({"defaults": true}), json!({"z": 2.5, "defaults": false})] {
+        let (status, v) = put("/v1/admin/apps/demo/health-rules", body.clone());
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}: {v}");
+        let want = if body.is_array() { "expected a JSON object" } else { "unknown field `defaults`" };
+        assert!(v["error"]["message"].as_str().unwrap().contains(want), "{body}: {v}");
+    }
+    // Nothing was stored: the answer says these are the defaults.
+    let r = http.get(server.url("/v1/admin/apps/demo/health-rules")).bearer_auth(TOKEN).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let v = r.json::<Value>().unwrap();
+    assert_eq!((v["defaults"].as_bool(), v["z"].as_f64(), v["webhook"].is_null()), (Some(true), Some(1.96), true), "{v}");
+    assert!(!v["rules"].as_array().unwrap().is_empty(), "{v}");
     assert_eq!(server.cli(&["app", "health-rules", "demo", "--json"]).ok().json()["defaults"], true);
     // The CLI checks a schedule before uploading anything.
     let out = server.cli(&["rollout", "schedule", "demo", "1.0.0", "--schedule", "50%:1h,10%"]);

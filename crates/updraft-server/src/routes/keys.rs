@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse, Json, Path};
+use crate::extract::{parse, Json, JsonValue, Path};
 use crate::key_ops;
 use crate::repo::{ExportSpec, KeyChange, KeysReport, RotateSpec};
 use crate::routes::admin::RequestId;
@@ -202,7 +202,7 @@ pub async fn import_root(
     caller: Caller,
     RequestId(rid): RequestId,
     Path(app): Path<String>,
-    Json(body): Json<serde_json::Value>,
+    JsonValue(body): JsonValue,
 ) -> ApiResult<axum::Json<KeyChangeInfo>> {
     let app: AppId = parse("invalid_app_id", &app)?;
     // Re-encoding keeps every field: signatures cover canonical JSON, not these bytes.

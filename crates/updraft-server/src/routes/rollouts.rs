@@ -206,7 +206,7 @@ pub struct WebhookBody {
 }
 
 /// An app's halt rules and webhook. `PUT` replaces them; absent `rules` means the defaults.
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthRules {
     /// Standard deviations for the Wilson intervals (1.96 ≈ 95 %), 0.5 to 5.
@@ -218,8 +218,16 @@ pub struct HealthRules {
     pub rules: Option<Vec<RuleBody>>,
     #[serde(default)]
     pub webhook: Option<WebhookBody>,
-    /// Whether these are the defaults (answers only).
-    #[serde(default, skip_deserializing)]
+}
+
+/// An app's halt rules and webhook in force.
+#[derive(Serialize, ToSchema)]
+pub struct HealthRulesInfo {
+    /// Standard deviations for the Wilson intervals.
+    pub z: f64,
+    pub rules: Vec<RuleBody>,
+    pub webhook: Option<WebhookBody>,
+    /// Whether these are the defaults (none were set, or they were reset).
     pub defaults: bool,
 }
 
@@ -322,17 +330,15 @@ pub async fn get_rollout_status(State(state): State<AppState>, caller: Caller, P
     rollout_status_of(&state, &app, &version).await
 }
 
-fn rules_to_wire(settings: &rollouts::Settings, stored: bool) -> HealthRules {
-    HealthRules {
-        z: Some(settings.rules.z),
-        rules: Some(
-            settings
-                .rules
-                .rules
-                .iter()
-                .map(|r| RuleBody { metric: r.metric.as_str().to_owned(), min_sample: r.min_sample, tolerance: r.tolerance })
-                .collect(),
-        ),
+fn rules_to_wire(settings: &rollouts::Settings, stored: bool) -> HealthRulesInfo {
+    HealthRulesInfo {
+        z: settings.rules.z,
+        rules: settings
+            .rules
+            .rules
+            .iter()
+            .map(|r| RuleBody { metric: r.metric.as_str().to_owned(), min_sample: r.min_sample, tolerance: r.tolerance })
+            .collect(),
         webhook: settings.webhook.as_ref().map(|w| WebhookBody { url: w.url.clone(), format: Some(w.format.as_str().to_owned()) }),
         defaults: !stored,
     }
@@ -340,7 +346,7 @@ fn rules_to_wire(settings: &rollouts::Settings, stored: bool) -> HealthRules {
 
 /// An app's halt rules and webhook (the defaults until set).
 #[utoipa::path(get, path = "/v1/admin/apps/{app}/health-rules", operation_id = "get_health_rules", tag = "rollouts", params(AppPath),
-    responses((status = 200, description = "Rules and webhook", body = HealthRules)), security(("bearer" = [])))]
+    responses((status = 200, description = "Rules and webhook", body = HealthRulesInfo)), security(("bearer" = [])))]
 pub async fn get_health_rules(State(state): State<AppState>, caller: Caller, Path(p): Path<AppPath>) -> ApiResult<Response> {
     let app: AppId = parse("invalid_app_id", &p.app)?;
     ops::require_app(&state, &caller, &app, Role::Viewer).await?;
@@ -351,7 +357,7 @@ pub async fn get_health_rules(State(state): State<AppState>, caller: Caller, Pat
 
 /// Replace an app's halt rules and webhook. Every problem in the body is reported at once.
 #[utoipa::path(put, path = "/v1/admin/apps/{app}/health-rules", operation_id = "set_health_rules", tag = "rollouts", params(AppPath),
-    request_body = HealthRules, responses((status = 200, description = "The new rules and webhook", body = HealthRules)), security(("bearer" = [])))]
+    request_body = HealthRules, responses((status = 200, description = "The new rules and webhook", body = HealthRulesInfo)), security(("bearer" = [])))]
 pub async fn set_health_rules(
     State(state): State<AppState>,
     caller: Caller,
