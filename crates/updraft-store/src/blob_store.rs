@@ -95,6 +95,24 @@ impl BlobStore {
         })
     }
 
+    /// Replaces a small named record kept beside the blobs (`marks/NAME`), outside the
+    /// metadata database: it outlives the loss of the database, which is what the server's
+    /// served-version marks are for (see `Repo`).
+    pub async fn put_mark(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        match self {
+            BlobStore::Files(f) => f.put_mark(name, body).await,
+            BlobStore::S3(s) => s.put_mark(name, body).await,
+        }
+    }
+
+    /// A record [`BlobStore::put_mark`] wrote; `None` if there is none.
+    pub async fn get_mark(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            BlobStore::Files(f) => f.get_mark(name).await,
+            BlobStore::S3(s) => s.get_mark(name).await,
+        }
+    }
+
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         match self {
             BlobStore::Files(f) => f.check_writable().await,

@@ -120,6 +120,21 @@ impl S3Blobs {
         }
     }
 
+    pub async fn put_mark(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        crate::blobs::check_mark_name(name)?;
+        self.store.put(&self.key(&format!("marks/{name}")), PutPayload::from(body.to_vec())).await.map_err(store_err)?;
+        Ok(())
+    }
+
+    pub async fn get_mark(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        crate::blobs::check_mark_name(name)?;
+        match self.store.get(&self.key(&format!("marks/{name}"))).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(store_err)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
     /// Whether the bucket takes writes: puts and deletes a probe.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         let probe = self.key(&format!("probes/ready-{}", crate::random_hex(6)));
