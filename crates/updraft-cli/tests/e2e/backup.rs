@@ -342,3 +342,68 @@ fn backup_commands_refuse_bad_input_with_clear_errors() {
     let out = updraft(&[], &["backup", "keygen", "--out", dir.path().join("k2").to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+#[test]
+fn the_reference_age_cli_opens_backups_and_its_keys_work_with_updraft() {
+    let (dir, data) = scratch();
+    let server = start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    let artifact = bytes(200_000, 41);
+    publish(&server, dir.path(), "demo", "1.0.0", "linux-x86_64", &artifact, &[]);
+    // One key made by the reference `age-keygen`, one by `updraft backup keygen`.
+    let age_key = dir.path().join("age.key");
+    let keygen = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&age_key)
+        .output()
+        .expect("age-keygen is installed (scripts/ensure-packages.sh)");
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let age_recipient =
+        std::fs::read_to_string(&age_key).unwrap().lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().to_owned();
+    let our_key = dir.path().join("ours.key");
+    let our_recipient = updraft(&[], &["backup", "keygen", "--out", our_key.to_str().unwrap()]).ok().stdout.trim().to_owned();
+    let archive = dir.path().join("b.age");
+    updraft(
+        &storage_env(&data),
+        &[
+            "backup",
+            "create",
+            "--to",
+            archive.to_str().unwrap(),
+            "--recipient",
+            &age_recipient,
+            "--recipient",
+            &our_recipient,
+            "--with-blobs",
+        ],
+    )
+    .ok();
+
+    // `age -d` with Updraft's key gives a tar stream: header first, manifest last, the blob whole.
+    let out = std::process::Command::new("age").arg("-d").arg("-i").arg(&our_key).arg(&archive).output().expect("age is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut tar = tar::Archive::new(out.stdout.as_slice());
+    let mut names = Vec::new();
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut body).unwrap();
+        if name == "updraft-backup.json" {
+            let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(h["format"], "updraft-backup/1");
+        }
+        if name == format!("blobs/{}", sha256_hex(&artifact)) {
+            assert!(body == artifact, "the blob entry is the artifact");
+        }
+        names.push(name);
+    }
+    assert_eq!(names.first().map(String::as_str), Some("updraft-backup.json"));
+    assert_eq!(names.last().map(String::as_str), Some("manifest.json"));
+    assert!(names.iter().any(|n| n == "tables/05-tuf_metadata.jsonl"), "{names:?}");
+    // And Updraft reads it with the key `age-keygen` made.
+    let v = updraft(&[], &["backup", "verify", "--from", archive.to_str().unwrap(), "--identity", age_key.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+}
