@@ -69,6 +69,13 @@ pub enum BackupCmd {
         after_help = "Example:\n  updraft backup restore --from /backups/updraft-2026-11-30.age --identity /root/updraft-backup.key --data /var/lib/updraft\n  UPDRAFT_DATABASE=postgres://updraft@db/updraft-new UPDRAFT_BLOBS=s3://updraft-blobs/prod \\\n    updraft backup restore --from s3://updraft-backups/nightly.age --identity backup.key\n\nStop every server first. See docs/runbook.md (\"Backups\") for the versioning rule."
     )]
     Restore(RestoreArgs),
+    /// Re-sign every app's TUF metadata above the highest version that may have been served
+    /// (the served-version marks in the blob store, and --served-floor): after the database was
+    /// recovered by other means, such as a PostgreSQL point-in-time recovery.
+    #[command(
+        after_help = "Example:\n  UPDRAFT_DATABASE=postgres://updraft@db/updraft UPDRAFT_BLOBS=s3://updraft-blobs/prod updraft backup resign\n  updraft backup resign --data /var/lib/updraft --served-floor 812 --json\n\nStop every server first. See docs/backups.md."
+    )]
+    Resign(ResignArgs),
 }
 
 /// Where the install is: the same settings `serve` reads.
@@ -164,6 +171,18 @@ pub struct RestoreArgs {
     json: bool,
 }
 
+#[derive(Args)]
+pub struct ResignArgs {
+    /// A TUF metadata version known to have been served: every role is re-signed above it.
+    #[arg(long, value_name = "VERSION")]
+    served_floor: Option<u64>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Header {
     format: String,
@@ -204,6 +223,7 @@ pub async fn run(cmd: BackupCmd) -> anyhow::Result<i32> {
         BackupCmd::Create(a) => create(a).await,
         BackupCmd::Verify(a) => verify(a).await,
         BackupCmd::Restore(a) => restore(a).await,
+        BackupCmd::Resign(a) => resign(a).await,
     }
 }
 
@@ -1267,41 +1287,8 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     };
 
     // Re-sign every app above what may have been served, then open the install to servers.
+    let apps = resign_all(db.meta(), &repo, &blobs, args.served_floor, "backup.restored").await?;
     let store = db.meta();
-    let mut apps = Vec::new();
-    for app in store.list_apps().await? {
-        let id: AppId = app.id.parse().map_err(|e| anyhow!("stored app id {}: {e}", app.id))?;
-        let restored = ServedVersions {
-            root: store.latest_metadata(id.as_str(), "root").await?.map_or(0, |m| m.version),
-            targets: store.latest_metadata(id.as_str(), "targets").await?.map_or(0, |m| m.version),
-            snapshot: store.latest_metadata(id.as_str(), "snapshot").await?.map_or(0, |m| m.version),
-            timestamp: store.latest_metadata(id.as_str(), "timestamp").await?.map_or(0, |m| m.version),
-        };
-        let marked = ServedVersions::read_mark(&blobs, &id).await?.unwrap_or_default();
-        let floor = args.served_floor.unwrap_or(0);
-        let served = marked.max(ServedVersions { root: 0, targets: floor, snapshot: floor, timestamp: floor });
-        if marked.root > restored.root {
-            eprintln!(
-                "warning: {id}: root version {} was served after this backup (it holds {}): clients that follow it need the keys it names; re-run that key change (docs/keys.md)",
-                marked.root, restored.root
-            );
-        }
-        let releases = store.list_releases(id.as_str()).await?;
-        let metadata = repo.sign_after_restore(store, &id, &releases, served).await.map_err(|e| anyhow!("re-signing {id}: {e}"))?;
-        let versions: BTreeMap<String, u64> = metadata.iter().map(|m| (m.role.clone(), m.version)).collect();
-        let entry = updraft_store::AuditEntry {
-            actor: "system".into(),
-            action: "backup.restored".into(),
-            app: Some(id.to_string()),
-            detail: serde_json::json!({ "restored": restored, "served_mark": marked, "served_floor": args.served_floor, "metadata_versions": versions }),
-            request_id: None,
-        };
-        store.apply(id.as_str(), &updraft_store::Changeset { releases: vec![], metadata, audit: Some(entry) }).await?;
-        if let Some(root) = store.latest_metadata(id.as_str(), "root").await? {
-            repo.write_trust_file(&id, &root.body).map_err(|e| anyhow!("{e}"))?;
-        }
-        apps.push(serde_json::json!({"app": id.as_str(), "restored": restored, "served_mark": marked, "signed": versions}));
-    }
     store.delete_setting(updraft_server::RESTORE_PENDING).await?;
 
     let rows: u64 = loaded.iter().map(|(_, n)| n).sum();
@@ -1322,6 +1309,81 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
             println!("{}: metadata re-signed at {}", a["app"].as_str().unwrap_or_default(), a["signed"]);
         }
         println!("the install is ready: start `updraft serve` with the same settings");
+    }
+    Ok(exit::OK)
+}
+
+/// Re-signs every app's targets, snapshot and timestamp above the highest version that may
+/// have been served: the stored metadata, the served-version mark in the blob store, and
+/// `floor`. One audit event (`action`) per app; rewrites `DATA/trust/APP.root.json`.
+async fn resign_all(
+    store: &dyn updraft_store::MetaStore,
+    repo: &Repo,
+    blobs: &BlobStore,
+    floor: Option<u64>,
+    action: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut apps = Vec::new();
+    for app in store.list_apps().await? {
+        let id: AppId = app.id.parse().map_err(|e| anyhow!("stored app id {}: {e}", app.id))?;
+        let mut stored = ServedVersions::default();
+        for role in ["root", "targets", "snapshot", "timestamp"] {
+            stored.raise(&store.latest_metadata(id.as_str(), role).await?.into_iter().collect::<Vec<_>>());
+        }
+        let marked = ServedVersions::read_mark(blobs, &id).await?.unwrap_or_default();
+        let f = floor.unwrap_or(0);
+        let served = marked.max(ServedVersions { root: 0, targets: f, snapshot: f, timestamp: f });
+        if marked.root > stored.root {
+            eprintln!(
+                "warning: {id}: root version {} was served, this database holds {}: clients that follow it need the keys it names; redo that key change (docs/keys.md)",
+                marked.root, stored.root
+            );
+        }
+        let releases = store.list_releases(id.as_str()).await?;
+        let metadata = repo.sign_after_restore(store, &id, &releases, served).await.map_err(|e| anyhow!("re-signing {id}: {e}"))?;
+        let versions: BTreeMap<String, u64> = metadata.iter().map(|m| (m.role.clone(), m.version)).collect();
+        let entry = updraft_store::AuditEntry {
+            actor: "system".into(),
+            action: action.into(),
+            app: Some(id.to_string()),
+            detail: serde_json::json!({ "stored": stored, "served_mark": marked, "served_floor": floor, "metadata_versions": versions }),
+            request_id: None,
+        };
+        store.apply(id.as_str(), &updraft_store::Changeset { releases: vec![], metadata, audit: Some(entry) }).await?;
+        if let Some(root) = store.get_metadata(id.as_str(), "root", 1).await? {
+            repo.write_trust_file(&id, &root.body).map_err(|e| anyhow!("{e}"))?;
+        }
+        apps.push(serde_json::json!({"app": id.as_str(), "stored": stored, "served_mark": marked, "signed": versions}));
+    }
+    Ok(apps)
+}
+
+async fn resign(args: ResignArgs) -> anyhow::Result<i32> {
+    let config = args.store.config()?;
+    let db = Database::open(&config.database)
+        .await
+        .map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the database {}: {e}", config.database.redacted())))?;
+    if db.schema_version().await? == 0 {
+        return Err(exit::coded(exit::FAILURE, format!("{} holds no Updraft database", config.database.redacted())));
+    }
+    db.meta().migrate().await.context("migrating the database")?;
+    let blobs = Arc::new(config.blobs.open().await.map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the blob store: {e}")))?);
+    let repo = Repo::new(&config.data_dir, config.key_passphrase.clone(), config.lifetimes)
+        .with_pkcs11(updraft_server::keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() })
+        .with_marks(blobs.clone());
+    if db.meta().shared() {
+        for app in db.meta().list_apps().await? {
+            let id: AppId = app.id.parse().map_err(|e| anyhow!("stored app id {}: {e}", app.id))?;
+            updraft_server::cluster::pull_keys_into(db.meta(), &repo, &id).await.map_err(|e| anyhow!("keys of {id}: {}", e.message))?;
+        }
+    }
+    let apps = resign_all(db.meta(), &repo, &blobs, args.served_floor, "metadata.resigned").await?;
+    if args.json {
+        println!("{}", serde_json::json!({ "apps": apps }));
+    } else {
+        for a in &apps {
+            println!("{}: metadata re-signed at {}", a["app"].as_str().unwrap_or_default(), a["signed"]);
+        }
     }
     Ok(exit::OK)
 }
