@@ -525,7 +525,8 @@ fn keys_sign_root(files: &BTreeMap<String, Vec<u8>>, root: &[u8], config: &updra
     let app: AppId = "check".parse().map_err(|e| anyhow!("{e}"))?;
     updraft_server::cluster::install_key_files(&repo, &app, files).map_err(|e| anyhow!("{}", e.message))?;
     let root = updraft_core::tuf::TrustedSet::new(root).map_err(|e| anyhow!("a stored root does not verify: {e}"))?.root().clone();
-    let store = updraft_server::keystore::KeyStore::load(&repo.key_dir(&app), config.key_passphrase.as_deref(), &Default::default())
+    let pkcs11 = updraft_server::keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() };
+    let store = updraft_server::keystore::KeyStore::load(&repo.key_dir(&app), config.key_passphrase.as_deref(), &pkcs11)
         .map_err(|e| anyhow!("loading the signing keys: {e} (set UPDRAFT_KEY_PASSPHRASE as for `serve`)"))?;
     use updraft_core::tuf::RoleName;
     Ok([RoleName::Targets, RoleName::Snapshot, RoleName::Timestamp].into_iter().all(|r| store.can_sign(&root, r)))
@@ -1367,7 +1368,8 @@ async fn resign(args: ResignArgs) -> anyhow::Result<i32> {
         return Err(exit::coded(exit::FAILURE, format!("{} holds no Updraft database", config.database.redacted())));
     }
     db.meta().migrate().await.context("migrating the database")?;
-    let blobs = Arc::new(config.blobs.open().await.map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the blob store: {e}")))?);
+    let blobs =
+        Arc::new(config.blobs.open().await.map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the blob store: {e}")))?);
     let repo = Repo::new(&config.data_dir, config.key_passphrase.clone(), config.lifetimes)
         .with_pkcs11(updraft_server::keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() })
         .with_marks(blobs.clone());

@@ -407,3 +407,36 @@ fn the_reference_age_cli_opens_backups_and_its_keys_work_with_updraft() {
         .json();
     assert_eq!(v["ok"], true, "{v}");
 }
+
+#[test]
+fn resign_puts_a_database_recovered_by_other_means_above_what_clients_saw() {
+    let (dir, data) = scratch();
+    let server = start(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    let p1 = bytes(40_000, 51);
+    publish(&server, dir.path(), "demo", "1.0.0", "linux-x86_64", &p1, &[]);
+    let trust = dir.path().join("root.json");
+    std::fs::write(&trust, get(&server, "/tuf/demo/metadata/1.root.json").1).unwrap();
+    let recovered_to = version_of(&server, "demo", "timestamp");
+    // A rollout change clients see, then the database "recovered" to before it (as a
+    // point-in-time recovery loses the newest transactions).
+    server.cli(&["rollout", "set", "demo", "1.0.0", "--percent", "50"]).ok();
+    client(&server, &trust, &dir.path().join("st"), &["--out", dir.path().join("a.bin").to_str().unwrap()]);
+    let seen = version_of(&server, "demo", "timestamp");
+    assert_eq!(seen, recovered_to + 1);
+    drop(server);
+    let storage = Storage::of(&data);
+    storage.sql(&format!("DELETE FROM tuf_metadata WHERE app = 'demo' AND role <> 'root' AND version > {recovered_to}"));
+    storage.sql("UPDATE releases SET rollout_bp = 10000 WHERE app = 'demo'");
+
+    let out = updraft(&storage_env(&data), &["backup", "resign", "--json"]).ok().json();
+    assert_eq!(out["apps"][0]["served_mark"]["timestamp"], seen, "{out}");
+    assert_eq!(out["apps"][0]["signed"]["timestamp"], seen + 1, "{out}");
+    let server = start(&data);
+    assert_eq!(version_of(&server, "demo", "timestamp"), seen + 1);
+    // The client that saw the lost version takes the recovered state (1.0.0 at 100 % again).
+    let out_file = dir.path().join("b.bin");
+    client(&server, &trust, &dir.path().join("st"), &["--out", out_file.to_str().unwrap()]).ok();
+    assert!(std::fs::read(&out_file).unwrap() == p1);
+    server.cli(&["audit", "verify"]).ok();
+}
