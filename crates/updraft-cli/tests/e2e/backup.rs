@@ -249,6 +249,30 @@ fn backup_create_wipe_restore_gives_back_every_byte_and_clients_that_saw_newer_m
     assert_eq!(version_of(&server, "demo", "timestamp"), v + 1);
     drop(server);
 
+    // A backup of one kind of store restores into the other: the shared one's archive (with
+    // blobs) into an embedded data directory.
+    if shared_backend() {
+        let embedded = dir.path().join("embedded");
+        let env = vec![
+            ("UPDRAFT_DATA", embedded.display().to_string()),
+            ("UPDRAFT_DATABASE", format!("sqlite://{}", embedded.join("updraft.db").display())),
+            ("UPDRAFT_BLOBS", embedded.join("blobs").display().to_string()),
+            ("UPDRAFT_PUBLIC_URL", PUBLIC_URL.into()),
+        ];
+        updraft(
+            &env,
+            &["backup", "restore", "--from", archive.to_str().unwrap(), "--identity", key.to_str().unwrap(), "--served-floor", &floor],
+        )
+        .ok();
+        let server = Server::start_with(&embedded, Opts { env: env[1..].to_vec() });
+        for (p, (status, body)) in paths.iter().zip(&before).filter(|(p, _)| p.contains(".targets.json") || p.starts_with("/v1/")) {
+            let got = get(&server, p);
+            assert!(got.0 == *status && got.1 == *body, "{p} differs in the embedded restore");
+        }
+        let out_file = dir.path().join("embedded.bin");
+        client(&server, &trust, &dir.path().join("embedded-client"), &["--out", out_file.to_str().unwrap()]).ok();
+    }
+
     // From S3, into a third database, using the surviving bucket's blobs.
     if let Some(url) = &s3_archive {
         let Storage::Shared { bucket, .. } = Storage::of(&data) else { unreachable!() };
