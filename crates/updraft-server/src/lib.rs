@@ -155,6 +155,9 @@ impl Server {
             )));
         }
         let blobs = std::sync::Arc::new(config.blobs.open().await?);
+        if config.blob_redirect_secs > 0 && !blobs.shared() {
+            tracing::warn!("blob_redirect_secs is set but blobs are local files: downloads are streamed, not redirected");
+        }
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
             .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() })
             .with_marks(blobs.clone());

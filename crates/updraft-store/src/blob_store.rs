@@ -60,6 +60,14 @@ pub enum BlobReader {
 }
 
 impl BlobReader {
+    /// A presigned GET URL valid for `valid` (S3 blobs); `None` for files.
+    pub async fn presigned_get(&self, valid: std::time::Duration) -> Option<Result<String, StoreError>> {
+        match self {
+            Self::S3(o) => Some(o.presigned_get(valid).await),
+            Self::File(_) => None,
+        }
+    }
+
     /// `len` bytes from `start` of an S3 blob; `None` for files (read them directly).
     pub fn s3_range(&self, start: u64, len: u64) -> Option<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static> {
         match self {

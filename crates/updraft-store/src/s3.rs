@@ -50,6 +50,13 @@ pub struct S3Object {
 }
 
 impl S3Object {
+    /// A URL anyone can GET this object from (ranges included) for `valid` without credentials.
+    pub async fn presigned_get(&self, valid: std::time::Duration) -> Result<String, StoreError> {
+        use object_store::signer::Signer;
+        let url = self.store.signed_url(http::Method::GET, &self.path, valid).await.map_err(store_err)?;
+        Ok(url.to_string())
+    }
+
     /// `len` bytes from `start`, streamed as the bucket sends them.
     pub fn range(&self, start: u64, len: u64) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         let (store, path) = (self.store.clone(), self.path.clone());
