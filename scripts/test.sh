@@ -3,7 +3,7 @@
 # loopback ports, real SQLite and PostgreSQL, real files and S3). This is the command the README gives and CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-softhsm.sh  # PKCS#11 signing tests run against a real SoftHSM2 token
+bash scripts/ensure-packages.sh  # real peers: a SoftHSM2 PKCS#11 token, the age CLI
 # PostgreSQL on 127.0.0.1:5432 and an S3-compatible server (moto), or a loud failure: the
 # PostgreSQL + S3 tests never skip themselves.
 . scripts/services.sh

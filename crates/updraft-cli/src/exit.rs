@@ -2,7 +2,10 @@
 
 pub const OK: i32 = 0;
 pub const FAILURE: i32 = 1;
+pub const USAGE: i32 = 2;
 pub const NO_UPDATE: i32 = 3;
+/// A signature, hash or archive did not verify.
+pub const VERIFY: i32 = 4;
 pub const UNREACHABLE: i32 = 5;
 pub const REFUSED: i32 = 6;
 

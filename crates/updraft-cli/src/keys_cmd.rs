@@ -15,7 +15,7 @@ use crate::exit::{coded, FAILURE, OK, REFUSED, UNREACHABLE};
 /// Exit code for a usage mistake (bad flag values).
 const USAGE: i32 = 2;
 /// Exit code for a document that does not verify.
-const VERIFY: i32 = 4;
+use crate::exit::VERIFY;
 
 #[derive(Args, Clone)]
 pub struct Server {

@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit_cmd;
+mod backup;
 mod client_cmd;
 mod exit;
 mod health_cmd;
@@ -42,6 +43,10 @@ enum Command {
         after_help = "Example:\n  AWS_REGION=eu-west-1 updraft migrate-store --from /var/lib/updraft \\\n    --to postgres://updraft@db.internal/updraft --to-blobs s3://updraft-blobs/prod\n\nStop the embedded server first; the target database must be new. See docs/scale-out.md."
     )]
     MigrateStore(migrate_store::MigrateStoreArgs),
+    /// Encrypted backups of a whole install (metadata, keys, blob manifest, optionally blobs),
+    /// and restores.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     /// Manage apps.
     #[command(subcommand)]
     App(admin::AppCmd),
@@ -88,6 +93,7 @@ fn main() {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
             Command::MigrateStore(args) => migrate_store::run(args).await,
+            Command::Backup(cmd) => backup::run(cmd).await,
             Command::App(cmd) => admin::run_app(cmd).await,
             Command::Release(cmd) => admin::run_release(cmd).await,
             Command::Rollout(cmd) => admin::run_rollout(cmd).await,

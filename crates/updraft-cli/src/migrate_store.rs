@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use updraft_store::{BlobUrl, DatabaseUrl, MetaStore, PgStore, SqliteStore};
+use updraft_store::copy::{Database, RowSink};
+use updraft_store::{BlobUrl, DatabaseUrl};
 
 use crate::exit;
 
@@ -48,11 +49,13 @@ pub async fn run(args: MigrateStoreArgs) -> anyhow::Result<i32> {
         return Err(exit::coded(2, "--to must be a postgres:// URL"));
     };
     let blob_url = BlobUrl::parse(&args.to_blobs).map_err(|e| exit::coded(2, format!("--to-blobs: {e}")))?;
-    let src = SqliteStore::open(&db_file).await.context("opening the source database")?;
-    src.migrate().await.context("bringing the source schema up to date")?;
-    let dst = PgStore::open(&to).await.map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the target database: {e}")))?;
-    dst.migrate().await.context("migrating the target database")?;
-    if !dst.list_apps().await?.is_empty() || !dst.list_tokens().await?.is_empty() {
+    let src = Database::open(&DatabaseUrl::Sqlite(db_file.clone())).await.context("opening the source database")?;
+    src.meta().migrate().await.context("bringing the source schema up to date")?;
+    let dst = Database::open(&DatabaseUrl::Postgres(to.clone()))
+        .await
+        .map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the target database: {e}")))?;
+    dst.meta().migrate().await.context("migrating the target database")?;
+    if !dst.meta().list_apps().await?.is_empty() || !dst.meta().list_tokens().await?.is_empty() {
         return Err(exit::coded(exit::REFUSED, "the target database is not empty: migrate-store only fills a new one"));
     }
     let blobs = blob_url.open().await.map_err(|e| exit::coded(exit::UNREACHABLE, format!("cannot open the target blob store: {e}")))?;
@@ -106,15 +109,18 @@ pub async fn run(args: MigrateStoreArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
 
     // Every table, in one transaction.
-    let tables = updraft_store::copy::sqlite_to_postgres(&src, &dst).await.context("copying the metadata")?;
+    let mut loader = dst.loader().await.context("opening the target database")?;
+    src.dump(&mut loader as &mut dyn RowSink).await.context("copying the metadata")?;
+    let tables = loader.commit().await.context("committing the metadata")?;
 
     // Signing keys (as stored: encrypted when the install has a passphrase).
     let repo = updraft_server::repo::Repo::new(&args.from, None, updraft_server::Config::default().lifetimes);
     let mut keys = 0;
-    for app in dst.list_apps().await? {
+    for app in dst.meta().list_apps().await? {
         let id: updraft_core::AppId = app.id.parse().map_err(|e| anyhow::anyhow!("stored app id {}: {e}", app.id))?;
-        keys +=
-            updraft_server::cluster::push_keys_from(&dst, &repo, &id).await.map_err(|e| anyhow::anyhow!("keys of {id}: {}", e.message))?;
+        keys += updraft_server::cluster::push_keys_from(dst.meta(), &repo, &id)
+            .await
+            .map_err(|e| anyhow::anyhow!("keys of {id}: {}", e.message))?;
     }
 
     let rows: u64 = tables.iter().map(|(_, n)| n).sum();

@@ -57,7 +57,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
 }
 
 /// Flags over `UPDRAFT_*` over the TOML file, validated.
-fn layered(flags: RawConfig, file: Option<&std::path::Path>) -> anyhow::Result<updraft_server::Config> {
+pub(crate) fn layered(flags: RawConfig, file: Option<&std::path::Path>) -> anyhow::Result<updraft_server::Config> {
     let env = RawConfig::from_env(|k| std::env::var(k).ok()).map_err(join_errors)?;
     let file = match file {
         Some(path) => RawConfig::from_toml_file(path)?,

@@ -54,7 +54,8 @@ fn key_dirs(repo: &crate::repo::Repo, app: &AppId) -> [(&'static str, std::path:
     [("", repo.key_dir(app)), ("updater/", repo.updater_key_dir(app))]
 }
 
-fn local_key_files(repo: &crate::repo::Repo, app: &AppId) -> ApiResult<BTreeMap<String, Vec<u8>>> {
+/// The app's key files in this data directory, by the name they have in the database.
+pub fn local_key_files(repo: &crate::repo::Repo, app: &AppId) -> ApiResult<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for (prefix, dir) in key_dirs(repo, app) {
         let entries = match std::fs::read_dir(&dir) {
@@ -101,11 +102,17 @@ pub async fn pull_keys_into(store: &dyn updraft_store::MetaStore, repo: &crate::
     if want.is_empty() {
         return Ok(());
     }
+    install_key_files(repo, app, &want)
+}
+
+/// Makes the app's key files in this data directory exactly `want` (names as in the database),
+/// each written privately (0600) and atomically.
+pub fn install_key_files(repo: &crate::repo::Repo, app: &AppId, want: &BTreeMap<String, Vec<u8>>) -> ApiResult<()> {
     let have = local_key_files(repo, app)?;
-    if have == want {
+    if have == *want {
         return Ok(());
     }
-    for (name, body) in &want {
+    for (name, body) in want {
         if have.get(name) != Some(body) {
             let path = local_path(repo, app, name)?;
             updraft_store::keys::create_private_dir(path.parent().expect("key files are in a directory")).map_err(ApiError::internal)?;

@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub root_lifetime_secs: Option<u64>,
     /// How often the background job checks metadata expiry and stale uploads.
     pub maintenance_interval_secs: Option<u64>,
+    /// With an S3 blob store: answer blob downloads with a redirect to a presigned URL valid
+    /// this long, so the bucket (or a CDN before it) sends the bytes (0: stream through).
+    pub blob_redirect_secs: Option<u64>,
     /// How often scheduled rollouts are checked (advanced, or halted when a health rule trips).
     pub health_interval_secs: Option<u64>,
     /// Public API requests per second per client address (0: no limit).
@@ -118,6 +121,7 @@ impl RawConfig {
             targets_lifetime_secs: num("UPDRAFT_TARGETS_LIFETIME_SECS"),
             root_lifetime_secs: num("UPDRAFT_ROOT_LIFETIME_SECS"),
             maintenance_interval_secs: num("UPDRAFT_MAINTENANCE_INTERVAL_SECS"),
+            blob_redirect_secs: num("UPDRAFT_BLOB_REDIRECT_SECS"),
             health_interval_secs: num("UPDRAFT_HEALTH_INTERVAL_SECS"),
             public_rate_limit: num("UPDRAFT_PUBLIC_RATE_LIMIT"),
             admin_rate_limit: num("UPDRAFT_ADMIN_RATE_LIMIT"),
@@ -165,6 +169,7 @@ impl RawConfig {
             targets_lifetime_secs: self.targets_lifetime_secs.or(lower.targets_lifetime_secs),
             root_lifetime_secs: self.root_lifetime_secs.or(lower.root_lifetime_secs),
             maintenance_interval_secs: self.maintenance_interval_secs.or(lower.maintenance_interval_secs),
+            blob_redirect_secs: self.blob_redirect_secs.or(lower.blob_redirect_secs),
             health_interval_secs: self.health_interval_secs.or(lower.health_interval_secs),
             public_rate_limit: self.public_rate_limit.or(lower.public_rate_limit),
             admin_rate_limit: self.admin_rate_limit.or(lower.admin_rate_limit),
@@ -220,6 +225,10 @@ impl RawConfig {
                 "health_interval_secs",
                 format!("{health_interval_secs} is out of range: 1 to 30 seconds, so a halt lands within a minute"),
             );
+        }
+        let blob_redirect_secs = self.blob_redirect_secs.unwrap_or(0);
+        if blob_redirect_secs != 0 && !(60..=604_800).contains(&blob_redirect_secs) {
+            bad("blob_redirect_secs", format!("{blob_redirect_secs} is out of range: 0 (off) or 60 to 604800 seconds (S3's limit)"));
         }
         let max_upload_bytes = self.max_upload_bytes.unwrap_or(4 << 30);
         if max_upload_bytes == 0 {
@@ -281,6 +290,7 @@ impl RawConfig {
             key_passphrase: self.key_passphrase.filter(|p| !p.is_empty()),
             lifetimes,
             maintenance_interval_secs: self.maintenance_interval_secs.unwrap_or(60).max(1),
+            blob_redirect_secs,
             health_interval_secs,
             // Off by default on the public API: behind a load balancer every client would share
             // the balancer's address. Tokens are per caller wherever they come from.
@@ -325,6 +335,8 @@ pub struct Config {
     pub key_passphrase: Option<String>,
     pub lifetimes: Lifetimes,
     pub maintenance_interval_secs: u64,
+    /// Presigned-URL lifetime for blob redirects (S3 only; 0: bytes are streamed through).
+    pub blob_redirect_secs: u64,
     /// Seconds between passes of the rollout-schedule job (1–30, default 10).
     pub health_interval_secs: u64,
     pub public_rate_limit: u64,

@@ -112,7 +112,9 @@ impl Source {
     }
 }
 
-/// Builds the response for a stored blob whose identity (and ETag) is `sha256`.
+/// Builds the response for a stored blob whose identity (and ETag) is `sha256`. With
+/// `redirect_secs` above 0 and a blob in S3, the answer is a `307` to a presigned URL valid that
+/// long (the client repeats its `Range` there), cacheable for half of it.
 pub async fn serve(
     blob: updraft_store::BlobReader,
     len: u64,
@@ -120,6 +122,7 @@ pub async fn serve(
     content_type: &'static str,
     headers: &HeaderMap,
     kind: &'static str,
+    redirect_secs: u64,
 ) -> Response {
     let etag = format!("\"{sha256}\"");
     let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
@@ -130,6 +133,20 @@ pub async fn serve(
     {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_str().unwrap_or_default().to_owned())])
             .into_response();
+    }
+    if redirect_secs > 0 {
+        match blob.presigned_get(std::time::Duration::from_secs(redirect_secs)).await {
+            Some(Ok(url)) => {
+                crate::metrics::blob_redirect(kind);
+                return (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, url), (header::CACHE_CONTROL, format!("public, max-age={}", redirect_secs / 2))],
+                )
+                    .into_response();
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "presigning a blob URL failed; streaming it instead"),
+            None => {}
+        }
     }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with a different validator: serve the whole file.

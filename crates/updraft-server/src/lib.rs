@@ -136,6 +136,10 @@ pub fn router(state: AppState) -> Router {
     Router::new().fallback_service(svc)
 }
 
+/// The setting a restore holds while its rows are in the database but its metadata is not yet
+/// re-signed (`updraft backup restore`); a server does not start while it is set.
+pub const RESTORE_PENDING: &str = "restore_pending";
+
 impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let data = config.data_dir.clone();
@@ -145,9 +149,18 @@ impl Server {
         if store.shared() && config.key_passphrase.is_none() {
             tracing::warn!("the database is shared and holds the signing keys; without UPDRAFT_KEY_PASSPHRASE they are stored unencrypted (docs/keys.md)");
         }
-        let blobs = config.blobs.open().await?;
+        if let Some(when) = store.get_setting(RESTORE_PENDING).await? {
+            return Err(StartError::Other(format!(
+                "a restore started at {when} has not finished: run `updraft backup restore` again with the same archive to finish it (docs/runbook.md)"
+            )));
+        }
+        let blobs = std::sync::Arc::new(config.blobs.open().await?);
+        if config.blob_redirect_secs > 0 && !blobs.shared() {
+            tracing::warn!("blob_redirect_secs is set but blobs are local files: downloads are streamed, not redirected");
+        }
         let repo = repo::Repo::new(&data, config.key_passphrase.clone(), config.lifetimes)
-            .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() });
+            .with_pkcs11(keystore::Pkcs11Defaults { module: config.pkcs11_module.clone(), pin: config.pkcs11_pin.clone() })
+            .with_marks(blobs.clone());
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;

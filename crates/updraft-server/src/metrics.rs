@@ -175,6 +175,11 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     resp
 }
 
+/// A download answered with a redirect to a presigned bucket URL (`blob_redirect_secs`).
+pub fn blob_redirect(kind: &'static str) {
+    metrics::counter!("updraft_blob_redirects_total", "kind" => kind).increment(1);
+}
+
 pub fn bytes_served(kind: &'static str, n: u64) {
     static BLOB: OnceLock<metrics::Counter> = OnceLock::new();
     static TARGET: OnceLock<metrics::Counter> = OnceLock::new();

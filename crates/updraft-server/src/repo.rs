@@ -45,6 +45,58 @@ pub enum RepoError {
     Refused { code: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// The served-version mark could not be written, so nothing new may be served.
+    #[error("recording the served metadata versions in the blob store: {0}")]
+    Mark(updraft_store::StoreError),
+}
+
+/// The highest metadata version of each role an app may have served. The server writes it
+/// beside the blobs (`marks/tuf-APP.json`) *before* it commits newly signed metadata, so it
+/// outlives the loss of the database: a restore signs above it (see docs/runbook.md, "Backups").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServedVersions {
+    pub root: u64,
+    pub targets: u64,
+    pub snapshot: u64,
+    pub timestamp: u64,
+}
+
+impl ServedVersions {
+    /// Raises each role to at least the version of any row of it in `rows`.
+    pub fn raise(&mut self, rows: &[MetadataRow]) {
+        for r in rows {
+            let v = match r.role.as_str() {
+                "root" => &mut self.root,
+                "targets" => &mut self.targets,
+                "snapshot" => &mut self.snapshot,
+                "timestamp" => &mut self.timestamp,
+                _ => continue,
+            };
+            *v = (*v).max(r.version);
+        }
+    }
+
+    /// Each role at the higher of the two.
+    pub fn max(self, o: ServedVersions) -> ServedVersions {
+        ServedVersions {
+            root: self.root.max(o.root),
+            targets: self.targets.max(o.targets),
+            snapshot: self.snapshot.max(o.snapshot),
+            timestamp: self.timestamp.max(o.timestamp),
+        }
+    }
+
+    fn mark_name(app: &AppId) -> String {
+        format!("tuf-{app}.json")
+    }
+
+    /// The mark the server left for `app` in `blobs`, if any.
+    pub async fn read_mark(blobs: &updraft_store::BlobStore, app: &AppId) -> Result<Option<ServedVersions>, updraft_store::StoreError> {
+        let Some(body) = blobs.get_mark(&Self::mark_name(app)).await? else { return Ok(None) };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| updraft_store::StoreError::Corrupt(format!("the served-version mark of {app} is unreadable: {e}")))
+    }
 }
 
 impl RepoError {
@@ -151,6 +203,8 @@ pub struct Repo {
     passphrase: Option<String>,
     lifetimes: Lifetimes,
     pkcs11: Pkcs11Defaults,
+    /// Where served-version marks go (the server's blob store); none for offline tools.
+    marks: Option<Arc<updraft_store::BlobStore>>,
     stores: Mutex<HashMap<String, Arc<KeyStore>>>,
     expiry: Mutex<HashMap<String, Vec<RoleExpiry>>>,
 }
@@ -188,6 +242,7 @@ impl Repo {
             passphrase,
             lifetimes,
             pkcs11,
+            marks: None,
             stores: Mutex::new(HashMap::new()),
             expiry: Mutex::new(HashMap::new()),
         }
@@ -197,6 +252,28 @@ impl Repo {
     pub fn with_pkcs11(mut self, defaults: Pkcs11Defaults) -> Self {
         self.pkcs11 = defaults;
         self
+    }
+
+    /// Records served-version marks in `blobs` before every commit of new metadata.
+    pub fn with_marks(mut self, blobs: Arc<updraft_store::BlobStore>) -> Self {
+        self.marks = Some(blobs);
+        self
+    }
+
+    /// Raises the app's served-version mark to cover `rows`, which are about to be committed.
+    async fn mark_served(&self, app: &AppId, rows: &[MetadataRow]) -> Result<(), RepoError> {
+        let Some(blobs) = &self.marks else { return Ok(()) };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut v = ServedVersions::read_mark(blobs, app).await.map_err(RepoError::Mark)?.unwrap_or_default();
+        let before = v;
+        v.raise(rows);
+        if v != before {
+            let body = serde_json::to_vec(&v).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            blobs.put_mark(&ServedVersions::mark_name(app), &body).await.map_err(RepoError::Mark)?;
+        }
+        Ok(())
     }
 
     pub fn key_dir(&self, app: &AppId) -> PathBuf {
@@ -421,6 +498,31 @@ impl Repo {
         let versions = (l.targets.version + 1, l.snapshot.version + 1, l.timestamp.version + 1);
         let set = self.sign_set(app, &keys, &root, (releases, downgrades), OffsetDateTime::now_utc(), versions, None)?;
         self.verify_chain(&l.root.body, &set)?;
+        self.mark_served(app, &set).await?;
+        Ok(set)
+    }
+
+    /// After a restore: new targets, snapshot and timestamp, each one version above the
+    /// higher of the restored metadata and `served` (what may have been served since the
+    /// backup), so no client that saw newer metadata than the backup's refuses them.
+    pub async fn sign_after_restore(
+        &self,
+        store: &dyn MetaStore,
+        app: &AppId,
+        releases: &[ReleaseRow],
+        served: ServedVersions,
+    ) -> Result<Vec<MetadataRow>, RepoError> {
+        let l = Self::latest(store, app).await?;
+        let root = Self::parse_root(&l.root)?;
+        let keys = self.keystore(app)?;
+        let versions = (
+            l.targets.version.max(served.targets) + 1,
+            l.snapshot.version.max(served.snapshot) + 1,
+            l.timestamp.version.max(served.timestamp) + 1,
+        );
+        let set = self.sign_set(app, &keys, &root, (releases, &l.downgrades), OffsetDateTime::now_utc(), versions, None)?;
+        self.verify_chain(&l.root.body, &set)?;
+        self.mark_served(app, &set).await?;
         Ok(set)
     }
 
@@ -473,6 +575,7 @@ impl Repo {
         let newest = [root_row.clone(), pick("targets", &l.targets), pick("snapshot", &l.snapshot), pick("timestamp", &l.timestamp)];
         self.record_expiry(app, &root, &keys, &newest, now);
         result?;
+        self.mark_served(app, &out).await?;
         if !out.is_empty() {
             // Verify the whole newest set, old parts included, as a client would see it.
             let full = vec![newest[3].clone(), newest[2].clone(), newest[1].clone()];
@@ -744,6 +847,7 @@ impl Repo {
         let newest = vec![pick("timestamp", &l.timestamp), pick("snapshot", &l.snapshot), pick("targets", &l.targets)];
         // A client that trusted the previous root must accept the whole newest set.
         verify_chain_from(&l.root.body, &root_bytes, &newest, now)?;
+        self.mark_served(app, &metadata).await?;
         let old_ids = old_root.all_key_ids();
         let new_ids = next.all_key_ids();
         Ok(KeyChange {

@@ -16,7 +16,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: Arc<dyn MetaStore>,
-    pub blobs: BlobStore,
+    pub blobs: Arc<BlobStore>,
     pub views: Views,
     pub repo: Repo,
     /// Base URL for links in answers, without a trailing slash.
@@ -35,7 +35,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn MetaStore>, blobs: BlobStore, repo: Repo, public_url: String) -> Self {
+    pub fn new(config: Config, store: Arc<dyn MetaStore>, blobs: Arc<BlobStore>, repo: Repo, public_url: String) -> Self {
         let rate = |r: u64, burst: f64| (r as f64, burst.max(r as f64 * 2.0));
         let limits = crate::ratelimit::Limits {
             public: {

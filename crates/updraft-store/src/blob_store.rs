@@ -60,6 +60,14 @@ pub enum BlobReader {
 }
 
 impl BlobReader {
+    /// A presigned GET URL valid for `valid` (S3 blobs); `None` for files.
+    pub async fn presigned_get(&self, valid: std::time::Duration) -> Option<Result<String, StoreError>> {
+        match self {
+            Self::S3(o) => Some(o.presigned_get(valid).await),
+            Self::File(_) => None,
+        }
+    }
+
     /// `len` bytes from `start` of an S3 blob; `None` for files (read them directly).
     pub fn s3_range(&self, start: u64, len: u64) -> Option<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static> {
         match self {
@@ -93,6 +101,24 @@ impl BlobStore {
             BlobStore::Files(f) => f.open_blob(sha256).await?.map(|(file, len)| (BlobReader::File(file), len)),
             BlobStore::S3(s) => s.open_blob(sha256).await?.map(|(o, len)| (BlobReader::S3(o), len)),
         })
+    }
+
+    /// Replaces a small named record kept beside the blobs (`marks/NAME`), outside the
+    /// metadata database: it outlives the loss of the database, which is what the server's
+    /// served-version marks are for (see `Repo`).
+    pub async fn put_mark(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        match self {
+            BlobStore::Files(f) => f.put_mark(name, body).await,
+            BlobStore::S3(s) => s.put_mark(name, body).await,
+        }
+    }
+
+    /// A record [`BlobStore::put_mark`] wrote; `None` if there is none.
+    pub async fn get_mark(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            BlobStore::Files(f) => f.get_mark(name).await,
+            BlobStore::S3(s) => s.get_mark(name).await,
+        }
     }
 
     pub async fn check_writable(&self) -> Result<(), StoreError> {

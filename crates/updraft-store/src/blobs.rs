@@ -54,6 +54,19 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// A mark's name: a flat file name of letters, digits, `-`, `_` and `.`, not starting with a dot.
+pub(crate) fn check_mark_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!("{name:?} is not a valid mark name")))
+    }
+}
+
 pub(crate) fn is_upload_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -92,6 +105,36 @@ impl FileBlobs {
                 let len = f.metadata().await.map_err(StoreError::io(&path))?.len();
                 Ok(Some((f, len)))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    fn mark_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_mark_name(name)?;
+        Ok(self.root.join("marks").join(name))
+    }
+
+    /// Replaces the small named record `name` (see [`BlobStore::put_mark`]), atomically and
+    /// durably.
+    pub async fn put_mark(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        let path = self.mark_path(name)?;
+        let dir = self.root.join("marks");
+        tokio::fs::create_dir_all(&dir).await.map_err(StoreError::io(&dir))?;
+        let tmp = path.with_extension("tmp");
+        let write = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut f, body).await?;
+            f.sync_all().await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        write.await.map_err(StoreError::io(&path))
+    }
+
+    pub async fn get_mark(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.mark_path(name)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io { path, source: e }),
         }

@@ -10,13 +10,19 @@ use crate::{AppRow, AuditRow, Changeset, MetadataRow, ReleaseRow, StoreError, To
 /// [`RolloutStore`](crate::RolloutStore) (schedules, halt rules, downgrade offers).
 pub trait MetaStore: crate::HealthStore + crate::RolloutStore + Send + Sync + 'static {
     /// Brings the schema to the newest version; safe to call on every start.
-    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_to(u64::MAX).await
+    }
+    /// Applies the migrations up to and including version `last` (a restore loads rows at the
+    /// schema they were dumped at, then migrates on).
+    async fn migrate_to(&self, last: u64) -> Result<(), StoreError>;
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a setting only if it is absent; returns whether it was set.
     async fn init_setting(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+    async fn delete_setting(&self, key: &str) -> Result<(), StoreError>;
 
     /// Creates the app with its first TUF metadata. `Conflict` when it exists.
     async fn create_app(&self, app: &AppRow, changes: &Changeset) -> Result<(), StoreError>;

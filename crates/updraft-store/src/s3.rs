@@ -50,6 +50,13 @@ pub struct S3Object {
 }
 
 impl S3Object {
+    /// A URL anyone can GET this object from (ranges included) for `valid` without credentials.
+    pub async fn presigned_get(&self, valid: std::time::Duration) -> Result<String, StoreError> {
+        use object_store::signer::Signer;
+        let url = self.store.signed_url(http::Method::GET, &self.path, valid).await.map_err(store_err)?;
+        Ok(url.to_string())
+    }
+
     /// `len` bytes from `start`, streamed as the bucket sends them.
     pub fn range(&self, start: u64, len: u64) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         let (store, path) = (self.store.clone(), self.path.clone());
@@ -115,6 +122,21 @@ impl S3Blobs {
         let path = self.blob_key(sha256);
         match self.store.head(&path).await {
             Ok(meta) => Ok(Some((S3Object { store: self.store.clone(), path }, meta.size))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    pub async fn put_mark(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        crate::blobs::check_mark_name(name)?;
+        self.store.put(&self.key(&format!("marks/{name}")), PutPayload::from(body.to_vec())).await.map_err(store_err)?;
+        Ok(())
+    }
+
+    pub async fn get_mark(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        crate::blobs::check_mark_name(name)?;
+        match self.store.get(&self.key(&format!("marks/{name}"))).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(store_err)?.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_err(e)),
         }

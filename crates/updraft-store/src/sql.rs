@@ -155,7 +155,7 @@ async fn write_changes(tx: &mut Tx<'_>, app: &str, changes: &Changeset) -> Resul
 
 #[async_trait]
 impl MetaStore for $store {
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate_to(&self, last: u64) -> Result<(), StoreError> {
         {
             let (_w, mut tx) = self.begin_write().await?;
             sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -163,7 +163,7 @@ impl MetaStore for $store {
                 .await?;
             tx.commit().await?;
         }
-        for (version, sql) in MIGRATIONS {
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v as u64 <= last) {
             let (_w, mut tx) = self.begin_write().await?;
             let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(version)
@@ -204,6 +204,13 @@ impl MetaStore for $store {
             .await?;
         tx.commit().await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    async fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        let (_w, mut tx) = self.begin_write().await?;
+        sqlx::query("DELETE FROM settings WHERE key = $1").bind(key).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn create_app(&self, app: &AppRow, changes: &Changeset) -> Result<(), StoreError> {

@@ -268,7 +268,7 @@ const HSM_PIN: &str = "81726354";
 fn softhsm(dir: &Path) -> PathBuf {
     assert!(
         Path::new(SOFTHSM_MODULE).exists(),
-        "SoftHSM2 is not installed ({SOFTHSM_MODULE} is missing): run scripts/ensure-softhsm.sh (apt-get install softhsm2)"
+        "SoftHSM2 is not installed ({SOFTHSM_MODULE} is missing): run scripts/ensure-packages.sh (apt-get install softhsm2)"
     );
     let tokens = dir.join("softhsm-tokens");
     std::fs::create_dir_all(&tokens).unwrap();
@@ -278,7 +278,7 @@ fn softhsm(dir: &Path) -> PathBuf {
         .args(["--init-token", "--free", "--label", "updraft-e2e", "--pin", HSM_PIN, "--so-pin", "99999999"])
         .env("SOFTHSM2_CONF", &conf)
         .output()
-        .expect("softhsm2-util runs (scripts/ensure-softhsm.sh installs it)");
+        .expect("softhsm2-util runs (scripts/ensure-packages.sh installs it)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     conf
 }

@@ -4,6 +4,7 @@
 
 mod auth_matrix;
 mod backend;
+mod backup;
 mod bad_input;
 mod client;
 mod compat;

@@ -332,3 +332,41 @@ fn migrate_store_moves_an_embedded_install_to_postgres_and_s3_byte_for_byte() {
     let ts: serde_json::Value = serde_json::from_slice(&get(&moved, "/tuf/demo/metadata/timestamp.json")).unwrap();
     assert_eq!(ts["signed"]["version"], 4);
 }
+
+#[test]
+fn downloads_redirect_to_presigned_bucket_urls_when_configured() {
+    let (dir, data) = scratch();
+    let (db, bucket) = (pg_database(), crate::backend::s3_bucket());
+    let mut env = crate::backend::shared_env(&db, &bucket);
+    env.push(("UPDRAFT_BLOB_REDIRECT_SECS", "300".into()));
+    let server = Server::start_with(&data, Opts { env });
+    server.cli(&["app", "create", "demo"]).ok();
+    let p1 = bytes(300_000, 61);
+    publish(&server, dir.path(), "demo", "1.0.0", "linux-x86_64", &p1, &[]);
+    let sha = sha256_hex(&p1);
+
+    // The instance answers with a redirect to a presigned URL on the bucket's endpoint...
+    let no_follow = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_follow.get(server.url(&format!("/v1/blobs/{sha}"))).send().unwrap();
+    assert_eq!(r.status(), 307);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&crate::backend::s3_endpoint()), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=150");
+    // ...which any HTTP client follows, ranges included, with no credentials.
+    assert_eq!(http().get(server.url(&format!("/v1/blobs/{sha}"))).send().unwrap().bytes().unwrap().to_vec(), p1);
+    let part = http().get(server.url(&format!("/v1/blobs/{sha}"))).header("range", "bytes=100-199").send().unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().unwrap().to_vec(), p1[100..200].to_vec());
+    // TUF targets too, and our client verifies what it downloads through the redirect.
+    let trust = dir.path().join("root.json");
+    std::fs::write(&trust, http().get(server.url("/tuf/demo/metadata/1.root.json")).send().unwrap().bytes().unwrap()).unwrap();
+    let out_file = dir.path().join("got.bin");
+    client(&server, &trust, &dir.path().join("st"), "fetch", &["--out", out_file.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read(&out_file).unwrap(), p1);
+    // A blob that may not be served is still refused by the instance, never redirected.
+    server.cli(&["release", "yank", "demo", "1.0.0"]).ok();
+    assert_eq!(no_follow.get(server.url(&format!("/v1/blobs/{sha}"))).send().unwrap().status(), 404);
+    let metrics = http().get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("updraft_blob_redirects_total{kind=\"blob\"}")), "{metrics}");
+}

@@ -1,4 +1,4 @@
-//! Against a real SoftHSM2 token (Debian package `softhsm2`; `scripts/ensure-softhsm.sh`
+//! Against a real SoftHSM2 token (Debian package `softhsm2`; `scripts/ensure-packages.sh`
 //! installs it). No mocks: keys are generated in the token, signatures made by it and
 //! verified with updraft-core's ed25519 verification.
 
@@ -23,7 +23,7 @@ fn softhsm_conf() -> &'static Path {
     CONF.get_or_init(|| {
         assert!(
             Path::new(MODULE).exists(),
-            "SoftHSM2 is not installed ({MODULE} is missing): run scripts/ensure-softhsm.sh (apt-get install softhsm2)"
+            "SoftHSM2 is not installed ({MODULE} is missing): run scripts/ensure-packages.sh (apt-get install softhsm2)"
         );
         let dir = tempfile::tempdir().unwrap().keep();
         let tokens = dir.join("tokens");
@@ -50,7 +50,7 @@ fn init_token(conf: &Path, label: &str) {
         .args(["--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "5678"])
         .env("SOFTHSM2_CONF", conf)
         .output()
-        .expect("softhsm2-util runs (scripts/ensure-softhsm.sh installs it)");
+        .expect("softhsm2-util runs (scripts/ensure-packages.sh installs it)");
     assert!(out.status.success(), "softhsm2-util --init-token: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -268,7 +268,7 @@ pub fn body(content_type: &'static str, body: impl Into<axum::body::Body>) -> Re
 pub async fn serve_file(state: &AppState, sha256: &str, headers: &HeaderMap) -> ApiResult<Response> {
     let (file, len) =
         state.blobs.open_blob(sha256).await?.ok_or_else(|| ApiError::internal(format!("blob {sha256} is referenced but missing")))?;
-    Ok(crate::http_blob::serve(file, len, sha256, "application/octet-stream", headers, "compat").await)
+    Ok(crate::http_blob::serve(file, len, sha256, "application/octet-stream", headers, "compat", state.config.blob_redirect_secs).await)
 }
 
 /// Extra files must sit next to an artifact of their platform and not shadow any file name.

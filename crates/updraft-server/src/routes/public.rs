@@ -159,7 +159,7 @@ async fn serve_blob(state: &AppState, sha256: &str, headers: &HeaderMap) -> ApiR
         .open_blob(sha256)
         .await?
         .ok_or_else(|| ApiError::internal(format!("blob {sha256} is referenced but missing from the store")))?;
-    Ok(crate::http_blob::serve(file, len, sha256, "application/octet-stream", headers, "blob").await)
+    Ok(crate::http_blob::serve(file, len, sha256, "application/octet-stream", headers, "blob", state.config.blob_redirect_secs).await)
 }
 
 /// `GET /tuf/{app}/metadata/{file}`: `timestamp.json`, `N.root.json`, `N.snapshot.json`,
@@ -204,7 +204,7 @@ pub async fn get_target(
     let Some(view) = state.views.get(&app) else { return Err(ApiError::app_not_found(&app)) };
     let sha256 = view.target_blob(&path).ok_or_else(|| ApiError::not_found("target_not_found", "no such target"))?.to_owned();
     let (file, len) = state.blobs.open_blob(&sha256).await?.ok_or_else(|| ApiError::internal(format!("target blob {sha256} missing")))?;
-    Ok(crate::http_blob::serve(file, len, &sha256, "application/octet-stream", &headers, "target").await)
+    Ok(crate::http_blob::serve(file, len, &sha256, "application/octet-stream", &headers, "target", state.config.blob_redirect_secs).await)
 }
 
 /// The process is up.
