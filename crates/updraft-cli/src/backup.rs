@@ -33,11 +33,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use updraft_core::AppId;
 use updraft_server::repo::{Repo, ServedVersions};
-use updraft_server::RawConfig;
 use updraft_store::copy::{Database, RowSink, Table, Value};
 use updraft_store::{BlobStore, StoreError};
 
 use crate::exit;
+use crate::serve::StoreArgs;
 
 const FORMAT: &str = "updraft-backup/1";
 const HEADER: &str = "updraft-backup.json";
@@ -66,7 +66,7 @@ pub enum BackupCmd {
     /// Restore a backup into an empty database and data directory, then re-sign every app's
     /// TUF metadata above the highest version that may have been served.
     #[command(
-        after_help = "Example:\n  updraft backup restore --from /backups/updraft-2026-11-30.age --identity /root/updraft-backup.key --data /var/lib/updraft\n  UPDRAFT_DATABASE=postgres://updraft@db/updraft-new UPDRAFT_BLOBS=s3://updraft-blobs/prod \\\n    updraft backup restore --from s3://updraft-backups/nightly.age --identity backup.key\n\nStop every server first. See docs/runbook.md (\"Backups\") for the versioning rule."
+        after_help = "Example:\n  updraft backup restore --from /backups/updraft-2026-11-30.age --identity /root/updraft-backup.key --data /var/lib/updraft\n  UPDRAFT_DATABASE=postgres://updraft@db/updraft-new UPDRAFT_BLOBS=s3://updraft-blobs/prod \\\n    updraft backup restore --from s3://updraft-backups/nightly.age --identity backup.key\n\nStop every server first. See docs/backups.md for the versioning rule."
     )]
     Restore(RestoreArgs),
     /// Re-sign every app's TUF metadata above the highest version that may have been served
@@ -76,30 +76,6 @@ pub enum BackupCmd {
         after_help = "Example:\n  UPDRAFT_DATABASE=postgres://updraft@db/updraft UPDRAFT_BLOBS=s3://updraft-blobs/prod updraft backup resign\n  updraft backup resign --data /var/lib/updraft --served-floor 812 --json\n\nStop every server first. See docs/backups.md."
     )]
     Resign(ResignArgs),
-}
-
-/// Where the install is: the same settings `serve` reads.
-#[derive(Args)]
-pub struct StoreArgs {
-    /// Data directory (SQLite database, blobs, keys) [default: ./updraft-data].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Metadata database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA/updraft.db].
-    #[arg(long)]
-    database: Option<String>,
-    /// Blob store: a directory or s3://BUCKET[/PREFIX] (AWS_* environment) [default: DATA/blobs].
-    #[arg(long)]
-    blobs: Option<String>,
-    /// TOML configuration file, as for `serve`.
-    #[arg(long, env = "UPDRAFT_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-impl StoreArgs {
-    fn config(self) -> anyhow::Result<updraft_server::Config> {
-        let flags = RawConfig { data: self.data, database: self.database, blobs: self.blobs, ..Default::default() };
-        crate::serve::layered(flags, self.config.as_deref())
-    }
 }
 
 #[derive(Args)]

@@ -7,23 +7,43 @@ use anyhow::Context;
 use clap::Args;
 use updraft_server::{RawConfig, Server};
 
+/// Where an install keeps its state: what `serve`, `backup` and `migrate` read.
 #[derive(Args)]
-pub struct ServeArgs {
+pub struct StoreArgs {
     /// Data directory (SQLite database, blobs, keys, trust roots) [default: ./updraft-data].
     #[arg(long)]
-    data: Option<PathBuf>,
+    pub data: Option<PathBuf>,
     /// Metadata database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA/updraft.db].
     #[arg(long)]
-    database: Option<String>,
+    pub database: Option<String>,
     /// Blob store: a directory or s3://BUCKET[/PREFIX] (AWS_* environment) [default: DATA/blobs].
     #[arg(long)]
-    blobs: Option<String>,
+    pub blobs: Option<String>,
+    /// TOML configuration file (read only when named; flags and UPDRAFT_* override it).
+    #[arg(long, env = "UPDRAFT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// These flags over `UPDRAFT_*` over the TOML file, validated.
+    pub fn config(self) -> anyhow::Result<updraft_server::Config> {
+        self.config_with(RawConfig::default())
+    }
+
+    /// [`StoreArgs::config`] with more flags.
+    fn config_with(self, more: RawConfig) -> anyhow::Result<updraft_server::Config> {
+        let flags = RawConfig { data: self.data, database: self.database, blobs: self.blobs, ..more };
+        layered(flags, self.config.as_deref())
+    }
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<String>,
-    /// TOML configuration file (read only when named; flags and UPDRAFT_* override it).
-    #[arg(long, env = "UPDRAFT_CONFIG")]
-    config: Option<PathBuf>,
     /// Base URL clients use to reach this server, for links in answers.
     #[arg(long)]
     public_url: Option<String>,
@@ -34,15 +54,7 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     init_logging(args.log_json);
-    let flags = RawConfig {
-        data: args.data,
-        database: args.database,
-        blobs: args.blobs,
-        listen: args.listen,
-        public_url: args.public_url,
-        ..Default::default()
-    };
-    let config = layered(flags, args.config.as_deref())?;
+    let config = args.store.config_with(RawConfig { listen: args.listen, public_url: args.public_url, ..Default::default() })?;
     let data_dir = config.data_dir.clone();
     let server = Server::start(config).await.context("cannot start the server")?;
     let addr = server.local_addr();
@@ -57,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
 }
 
 /// Flags over `UPDRAFT_*` over the TOML file, validated.
-pub(crate) fn layered(flags: RawConfig, file: Option<&std::path::Path>) -> anyhow::Result<updraft_server::Config> {
+fn layered(flags: RawConfig, file: Option<&std::path::Path>) -> anyhow::Result<updraft_server::Config> {
     let env = RawConfig::from_env(|k| std::env::var(k).ok()).map_err(join_errors)?;
     let file = match file {
         Some(path) => RawConfig::from_toml_file(path)?,

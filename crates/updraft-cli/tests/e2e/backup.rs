@@ -38,27 +38,7 @@ fn start(data: &Path) -> Server {
 }
 
 fn client(server: &Server, trust: &Path, state: &Path, extra: &[&str]) -> Out {
-    let (t, s) = (trust.display().to_string(), state.display().to_string());
-    let mut args = vec![
-        "client",
-        "fetch",
-        "--server",
-        &server.url,
-        "--app",
-        "demo",
-        "--channel",
-        "stable",
-        "--platform",
-        "linux-x86_64",
-        "--current",
-        "0.1.0",
-        "--trust",
-        &t,
-        "--state",
-        &s,
-    ];
-    args.extend_from_slice(extra);
-    run_cli(&server.url, "unused", &args)
+    demo_client(server, trust, state, "fetch", "0.1.0", extra)
 }
 
 fn get(server: &Server, path: &str) -> (u16, Vec<u8>) {

@@ -20,26 +20,7 @@ impl<'a> ClientArgs<'a> {
     }
 
     fn run(&self, verb: &str, current: &str, extra: &[&str]) -> Out {
-        let mut args = vec![
-            "client",
-            verb,
-            "--server",
-            &self.server.url,
-            "--app",
-            "demo",
-            "--channel",
-            "stable",
-            "--platform",
-            "linux-x86_64",
-            "--current",
-            current,
-            "--trust",
-            &self.trust,
-            "--state",
-            &self.state,
-        ];
-        args.extend_from_slice(extra);
-        run_cli(&self.server.url, "unused", &args)
+        demo_client(self.server, std::path::Path::new(&self.trust), std::path::Path::new(&self.state), verb, current, extra)
     }
 }
 

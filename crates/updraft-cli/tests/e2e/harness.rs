@@ -136,6 +136,32 @@ impl Out {
     }
 }
 
+/// `updraft client VERB` for app `demo`, channel `stable`, `linux-x86_64`, with `current`
+/// installed, trusting the root in `trust` and keeping its state in `state`.
+pub fn demo_client(server: &Server, trust: &Path, state: &Path, verb: &str, current: &str, extra: &[&str]) -> Out {
+    let (t, s) = (trust.display().to_string(), state.display().to_string());
+    let mut args = vec![
+        "client",
+        verb,
+        "--server",
+        &server.url,
+        "--app",
+        "demo",
+        "--channel",
+        "stable",
+        "--platform",
+        "linux-x86_64",
+        "--current",
+        current,
+        "--trust",
+        &t,
+        "--state",
+        &s,
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&server.url, "unused", &args)
+}
+
 /// A blocking HTTP client for tests.
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")

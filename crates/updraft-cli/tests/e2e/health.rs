@@ -206,29 +206,8 @@ fn yank_with_downgrade_sends_clients_on_it_back_to_the_last_good_release() {
     assert_eq!(target_custom(&server, "demo", "1.0.0")["downgrade_from"], json!(["2.0.0"]));
     let trust = dir.path().join("demo.root.json");
     std::fs::copy(server.data.join("trust/demo.root.json"), &trust).unwrap();
-    let client = |current: &str, extra: &[&str]| {
-        let state = dir.path().join(format!("state-{current}"));
-        let mut args = vec![
-            "client",
-            "check",
-            "--server",
-            &server.url,
-            "--app",
-            "demo",
-            "--channel",
-            "stable",
-            "--platform",
-            "linux-x86_64",
-            "--current",
-            current,
-            "--trust",
-            trust.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        run_cli(&server.url, "unused", &args)
-    };
+    let client =
+        |current: &str, extra: &[&str]| demo_client(&server, &trust, &dir.path().join(format!("state-{current}")), "check", current, extra);
     let out = client("2.0.0", &["--json"]).ok().json();
     assert_eq!((out["update"]["version"].as_str(), out["update"]["downgrade"].as_bool()), (Some("1.0.0"), Some(true)), "{out}");
     assert!(client("2.0.0", &[]).stdout.contains("downgrade"));

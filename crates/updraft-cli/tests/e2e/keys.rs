@@ -12,29 +12,7 @@ use crate::harness::*;
 /// `updraft client check` for app `demo` on stable/linux-x86_64 from 1.0.0, pinned to the
 /// root the app shipped with (version 1), keeping its state in `state`.
 fn client_check(server: &Server, trust: &Path, state: &Path) -> Out {
-    run_cli(
-        &server.url,
-        "unused",
-        &[
-            "client",
-            "check",
-            "--server",
-            &server.url,
-            "--app",
-            "demo",
-            "--channel",
-            "stable",
-            "--platform",
-            "linux-x86_64",
-            "--current",
-            "1.0.0",
-            "--trust",
-            trust.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--json",
-        ],
-    )
+    demo_client(server, trust, state, "check", "1.0.0", &["--json"])
 }
 
 /// The pinned root: a copy of the trust file taken at app creation.

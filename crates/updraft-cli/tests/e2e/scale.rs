@@ -105,27 +105,7 @@ fn check(server: &Server) -> Option<serde_json::Value> {
 }
 
 fn client(server: &Server, trust: &std::path::Path, state: &std::path::Path, verb: &str, extra: &[&str]) -> Out {
-    let (t, s) = (trust.display().to_string(), state.display().to_string());
-    let mut args = vec![
-        "client",
-        verb,
-        "--server",
-        &server.url,
-        "--app",
-        "demo",
-        "--channel",
-        "stable",
-        "--platform",
-        "linux-x86_64",
-        "--current",
-        "0.1.0",
-        "--trust",
-        &t,
-        "--state",
-        &s,
-    ];
-    args.extend_from_slice(extra);
-    run_cli(&server.url, "unused", &args)
+    demo_client(server, trust, state, verb, "0.1.0", extra)
 }
 
 #[test]
