@@ -213,8 +213,9 @@ pub struct HealthRules {
     #[serde(default)]
     #[schema(minimum = 0.5, maximum = 5)]
     pub z: Option<f64>,
-    /// The rules; absent or null: the defaults.
+    /// The rules (at most 16); absent or null: the defaults.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub rules: Option<Vec<RuleBody>>,
     #[serde(default)]
     pub webhook: Option<WebhookBody>,
