@@ -1,5 +1,5 @@
-//! The perf gate's workload: a real Updraft server (the library's router behind `axum::serve`,
-//! as `updraft serve` runs it) and a keep-alive HTTP client in one process on one thread, so
+//! The perf gate's workload: a real Updraft server (the library's router behind its connection
+//! loop, `http_serve::serve`, as `updraft serve` runs it) and a keep-alive HTTP client in one process on one thread, so
 //! that callgrind, counting instructions inside [`measured_few`] and [`measured_many`], sees every instruction of
 //! the check path — HTTP parsing, middleware, routing, the decision, the answer — and nothing
 //! else. Instruction counts do not depend on the machine's load, so CI can hold them to a
@@ -144,10 +144,9 @@ async fn start(data: PathBuf) -> anyhow::Result<(updraft_server::state::AppState
     anyhow::ensure!(resp.status().is_success(), "creating the app answered {}", resp.status());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = updraft_server::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let app = updraft_server::router(state.clone());
+    let timeout = std::time::Duration::from_secs(state.config.header_read_timeout_secs);
+    let task = tokio::spawn(updraft_server::http_serve::serve(listener, app, timeout, std::future::pending()));
     Ok((state, addr, task))
 }
 

@@ -36,6 +36,8 @@ pub struct RawConfig {
     /// With an S3 blob store: answer blob downloads with a redirect to a presigned URL valid
     /// this long, so the bucket (or a CDN before it) sends the bytes (0: stream through).
     pub blob_redirect_secs: Option<u64>,
+    /// Seconds a client may take to send a request head (slow or idle connections are closed).
+    pub header_read_timeout_secs: Option<u64>,
     /// How often scheduled rollouts are checked (advanced, or halted when a health rule trips).
     pub health_interval_secs: Option<u64>,
     /// Public API requests per second per client address (0: no limit).
@@ -122,6 +124,7 @@ impl RawConfig {
             root_lifetime_secs: num("UPDRAFT_ROOT_LIFETIME_SECS"),
             maintenance_interval_secs: num("UPDRAFT_MAINTENANCE_INTERVAL_SECS"),
             blob_redirect_secs: num("UPDRAFT_BLOB_REDIRECT_SECS"),
+            header_read_timeout_secs: num("UPDRAFT_HEADER_READ_TIMEOUT_SECS"),
             health_interval_secs: num("UPDRAFT_HEALTH_INTERVAL_SECS"),
             public_rate_limit: num("UPDRAFT_PUBLIC_RATE_LIMIT"),
             admin_rate_limit: num("UPDRAFT_ADMIN_RATE_LIMIT"),
@@ -170,6 +173,7 @@ impl RawConfig {
             root_lifetime_secs: self.root_lifetime_secs.or(lower.root_lifetime_secs),
             maintenance_interval_secs: self.maintenance_interval_secs.or(lower.maintenance_interval_secs),
             blob_redirect_secs: self.blob_redirect_secs.or(lower.blob_redirect_secs),
+            header_read_timeout_secs: self.header_read_timeout_secs.or(lower.header_read_timeout_secs),
             health_interval_secs: self.health_interval_secs.or(lower.health_interval_secs),
             public_rate_limit: self.public_rate_limit.or(lower.public_rate_limit),
             admin_rate_limit: self.admin_rate_limit.or(lower.admin_rate_limit),
@@ -229,6 +233,10 @@ impl RawConfig {
         let blob_redirect_secs = self.blob_redirect_secs.unwrap_or(0);
         if blob_redirect_secs != 0 && !(60..=604_800).contains(&blob_redirect_secs) {
             bad("blob_redirect_secs", format!("{blob_redirect_secs} is out of range: 0 (off) or 60 to 604800 seconds (S3's limit)"));
+        }
+        let header_read_timeout_secs = self.header_read_timeout_secs.unwrap_or(10);
+        if !(1..=300).contains(&header_read_timeout_secs) {
+            bad("header_read_timeout_secs", format!("{header_read_timeout_secs} is out of range: 1 to 300 seconds"));
         }
         let max_upload_bytes = self.max_upload_bytes.unwrap_or(4 << 30);
         if max_upload_bytes == 0 {
@@ -291,6 +299,7 @@ impl RawConfig {
             lifetimes,
             maintenance_interval_secs: self.maintenance_interval_secs.unwrap_or(60).max(1),
             blob_redirect_secs,
+            header_read_timeout_secs,
             health_interval_secs,
             // Off by default on the public API: behind a load balancer every client would share
             // the balancer's address. Tokens are per caller wherever they come from.
@@ -337,6 +346,8 @@ pub struct Config {
     pub maintenance_interval_secs: u64,
     /// Presigned-URL lifetime for blob redirects (S3 only; 0: bytes are streamed through).
     pub blob_redirect_secs: u64,
+    /// Seconds a client may take to send a request head (1–300, default 10).
+    pub header_read_timeout_secs: u64,
     /// Seconds between passes of the rollout-schedule job (1–30, default 10).
     pub health_interval_secs: u64,
     pub public_rate_limit: u64,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 mod extract;
 mod http_blob;
+pub mod http_serve;
 pub mod ingest;
 pub mod key_ops;
 pub mod keystore;
@@ -197,17 +198,17 @@ impl Server {
         let watcher = tokio::spawn(cluster::watch(self.state.clone(), stop_rx.clone()));
         let maintenance = tokio::spawn(maintenance_loop(self.state.clone(), stop_rx));
         let app = router(self.state.clone());
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let header_timeout = Duration::from_secs(self.state.config.header_read_timeout_secs);
+        http_serve::serve(self.listener, app, header_timeout, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
-        });
-        let result = served.await.map_err(|e| StartError::Other(format!("server error: {e}")));
+        })
+        .await;
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
         let _ = health.await;
         let _ = watcher.await;
-        result
+        Ok(())
     }
 }
 

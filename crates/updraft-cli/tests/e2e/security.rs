@@ -125,3 +125,57 @@ fn rate_limits_answer_429_with_retry_after() {
     limited(&|| http.get(server.url("/healthz")), "public, per address");
     drop(dir);
 }
+
+#[test]
+fn slow_or_idle_connections_are_closed_but_slow_bodies_are_not() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let (_dir, data) = scratch();
+    let server = Server::start_with(&data, Opts { env: vec![("UPDRAFT_HEADER_READ_TIMEOUT_SECS", "1".into())] });
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // Reads until the server closes the connection; returns what it sent and how long it took.
+    let until_closed = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let start = Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("the server kept the connection open: {e}"),
+            }
+        }
+        (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
+    };
+
+    // A request head dribbled out (slowloris): cut off after the timeout.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let (answer, took) = until_closed(&mut slow);
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+
+    // An idle keep-alive connection: its next request head never comes, so it is closed too.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (answer, took) = until_closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+
+    // A body that takes longer than the head timeout is fine: the head arrived in time.
+    let body = br#"{"id":"slow-body"}"#;
+    let mut post = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        post,
+        "POST /v1/admin/apps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    post.write_all(&body[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    post.write_all(&body[5..]).unwrap();
+    let (answer, _) = until_closed(&mut post);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
