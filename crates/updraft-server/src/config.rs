@@ -234,7 +234,7 @@ impl RawConfig {
         if blob_redirect_secs != 0 && !(60..=604_800).contains(&blob_redirect_secs) {
             bad("blob_redirect_secs", format!("{blob_redirect_secs} is out of range: 0 (off) or 60 to 604800 seconds (S3's limit)"));
         }
-        let header_read_timeout_secs = self.header_read_timeout_secs.unwrap_or(10);
+        let header_read_timeout_secs = self.header_read_timeout_secs.unwrap_or(75);
         if !(1..=300).contains(&header_read_timeout_secs) {
             bad("header_read_timeout_secs", format!("{header_read_timeout_secs} is out of range: 1 to 300 seconds"));
         }
@@ -346,7 +346,7 @@ pub struct Config {
     pub maintenance_interval_secs: u64,
     /// Presigned-URL lifetime for blob redirects (S3 only; 0: bytes are streamed through).
     pub blob_redirect_secs: u64,
-    /// Seconds a client may take to send a request head (1–300, default 10).
+    /// Seconds a client may take to send a request head (1–300, default 75).
     pub header_read_timeout_secs: u64,
     /// Seconds between passes of the rollout-schedule job (1–30, default 10).
     pub health_interval_secs: u64,

@@ -1,7 +1,10 @@
 //! The connection loop: what `axum::serve` does, plus what a server on the open internet needs.
-//! A client must send a whole request head within `header_read_timeout_secs` (default 10) of
-//! connecting or of its previous request, or the connection is closed: a slowloris client (a byte of header every
-//! few seconds) or an idle keep-alive connection cannot hold a task and a socket forever. Once
+//! A client must send a whole request head within `header_read_timeout_secs` of connecting or of
+//! its previous request, or the connection is closed: a slowloris client (a byte of header every
+//! few seconds) or an idle keep-alive connection cannot hold a task and a socket forever. The
+//! default, 75 s, is nginx's keep-alive timeout: above the idle timeout of the usual load
+//! balancers (AWS ALB: 60 s), which must close an idle connection before the server does, or
+//! a request they send on it as it closes fails with a 502. Once
 //! the head is in, `request_timeout_secs` (a tower layer) bounds producing the answer, and
 //! uploads and downloads stream for as long as they move.
 //!
