@@ -221,31 +221,7 @@ fn yank_with_downgrade_sends_clients_on_it_back_to_the_last_good_release() {
     let target = dir.path().join("installed.bin");
     std::fs::write(&target, b"the yanked build").unwrap();
     let state = dir.path().join("state-install");
-    let out = run_cli(
-        &server.url,
-        "unused",
-        &[
-            "client",
-            "install",
-            "--server",
-            &server.url,
-            "--app",
-            "demo",
-            "--channel",
-            "stable",
-            "--platform",
-            "linux-x86_64",
-            "--current",
-            "2.0.0",
-            "--trust",
-            trust.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--target",
-            target.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    let out = demo_client(&server, &trust, &state, "install", "2.0.0", &["--target", target.to_str().unwrap()]).ok();
     assert_eq!(std::fs::read(&target).unwrap(), good, "{out:?}");
 
     // The offer survives every later signing (another release, a re-sign) and a restart.
