@@ -498,6 +498,7 @@ pub mod routes {
         params(FilePath),
         responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
             (status = 206, description = "The requested range(s)"), (status = 304, description = "Not modified"),
+        (status = 307, description = "With blob_redirect_secs and an S3 blob store: fetch it from the presigned URL in Location (send Range there)"),
             (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
     pub async fn file(
         State(state): State<AppState>,

@@ -142,6 +142,7 @@ fn no_update() -> Response {
 #[utoipa::path(get, path = "/v1/blobs/{sha256}", operation_id = "get_blob", tag = "public", params(BlobPath),
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, description = "The requested range(s)"), (status = 304, description = "Not modified"),
+        (status = 307, description = "With blob_redirect_secs and an S3 blob store: fetch it from the presigned URL in Location (send Range there)"),
         (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn get_blob(State(state): State<AppState>, Path(BlobPath { sha256 }): Path<BlobPath>, headers: HeaderMap) -> ApiResult<Response> {
     if !updraft_store::is_sha256_hex(&sha256) {
@@ -195,6 +196,7 @@ pub async fn get_metadata(State(state): State<AppState>, Path(MetadataPath { app
 #[utoipa::path(get, path = "/tuf/{app}/targets/{path}", operation_id = "get_target", tag = "tuf", params(TargetFilePath),
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, description = "The requested range(s)"), (status = 304, description = "Not modified"),
+        (status = 307, description = "With blob_redirect_secs and an S3 blob store: fetch it from the presigned URL in Location (send Range there)"),
         (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody)))]
 pub async fn get_target(
     State(state): State<AppState>,
