@@ -884,6 +884,7 @@ fn read_archive(
     let mut sums: Vec<EntrySum> = Vec::new();
     let mut rows: BTreeMap<String, u64> = BTreeMap::new();
     let mut blobs_seen: Vec<BlobRef> = Vec::new();
+    let mut done = None;
     for entry in archive.entries().map_err(|e| damaged(e.to_string()))? {
         let entry = entry.map_err(|e| damaged(e.to_string()))?;
         let path = entry.path().map_err(|e| damaged(e.to_string()))?.to_string_lossy().into_owned();
@@ -913,8 +914,8 @@ fn read_archive(
             if blobs_seen.iter().any(|b| !listed.contains(b)) || (header.with_blobs && blobs_seen.len() != manifest.blobs.len()) {
                 return Err(damaged("the included blobs do not match the blob manifest"));
             }
-            on(Entry::End(&manifest))?;
-            return Ok((header, manifest));
+            done = Some((header, manifest));
+            break;
         }
         if path == HEADER {
             let mut body = Vec::new();
@@ -977,7 +978,12 @@ fn read_archive(
         }
         sums.push(EntrySum { path, size, sha256 });
     }
-    Err(damaged("it ends before its manifest (truncated?)"))
+    let (header, manifest) = done.ok_or_else(|| damaged("it ends before its manifest (truncated?)"))?;
+    // Read to the end of the age stream, whose last chunk is authenticated as the last: only
+    // then is the archive known whole, before the caller commits anything.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(|e| damaged(e.to_string()))?;
+    on(Entry::End(&manifest))?;
+    Ok((header, manifest))
 }
 
 /// What a pass over the rows learns (see [`observe`]).

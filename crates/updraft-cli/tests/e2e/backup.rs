@@ -165,9 +165,10 @@ fn backup_create_wipe_restore_gives_back_every_byte_and_clients_that_saw_newer_m
         b[at] ^= 1;
     });
     let truncated = tamper(&archive, &dir.path().join("truncated.age"), |b| b.truncate(b.len() - 70_000));
+    let tail_cut = tamper(&archive, &dir.path().join("tail.age"), |b| b.truncate(b.len() - 16));
     let other_key = dir.path().join("other.key");
     updraft(&[], &["backup", "keygen", "--out", other_key.to_str().unwrap()]).ok();
-    for (file, id) in [(&flipped, &key), (&truncated, &key), (&archive, &other_key)] {
+    for (file, id) in [(&flipped, &key), (&truncated, &key), (&tail_cut, &key), (&archive, &other_key)] {
         let out = updraft(&env, &["backup", "verify", "--from", file.to_str().unwrap(), "--identity", id.to_str().unwrap()]);
         assert_eq!(out.code, 4, "{file:?} with {id:?}: {out:?}");
     }
