@@ -160,9 +160,10 @@ pub enum RolloutCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Put a rollout schedule on a release: each step after its soak time, only while healthy.
+    /// Put a rollout schedule on a release (each step after its soak time, only while healthy),
+    /// or remove it with --clear.
     #[command(
-        after_help = "Example:\n  updraft rollout schedule my-app 1.4.0 --schedule 1%:1h,10%:6h,50%:1d,100%\n\nThe share rises to each step once the previous one has soaked and the release is as healthy as\nthe one it replaces; a tripped health rule halts it (see `updraft rollout status`)."
+        after_help = "Example:\n  updraft rollout schedule my-app 1.4.0 --schedule 1%:1h,10%:6h,50%:1d,100%\n  updraft rollout schedule my-app 1.4.0 --clear      # stays where it is; only people move it\n\nThe share rises to each step once the previous one has soaked and the release is as healthy as\nthe one it replaces; a tripped health rule halts it (see `updraft rollout status`)."
     )]
     Schedule(crate::rollout_cmd::ScheduleArgs),
     /// Share, schedule, health against the baseline, and the rule closest to tripping.
@@ -251,6 +252,10 @@ impl Api {
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send(self.http.delete(self.url(path))).await?;
         Ok(())
+    }
+    /// A `DELETE` that answers with a JSON document.
+    pub async fn delete_json(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.send(self.http.delete(self.url(path))).await?.json().await?)
     }
 
     /// Uploads one file, resuming after failures; returns the upload id.

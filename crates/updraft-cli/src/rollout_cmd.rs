@@ -14,8 +14,12 @@ pub struct ScheduleArgs {
     app: String,
     version: String,
     /// Steps PERCENT:SOAK, the last without a soak; soak units s, m, h, d.
-    #[arg(long, value_name = "STEPS")]
-    schedule: String,
+    #[arg(long, value_name = "STEPS", required_unless_present = "clear", conflicts_with = "clear")]
+    schedule: Option<String>,
+    /// Remove the release's schedule: it keeps its share and state, and nothing moves it any
+    /// more but people.
+    #[arg(long)]
+    clear: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -63,8 +67,14 @@ pub async fn put_schedule(api: &Api, app: &str, version: &str, schedule: &str) -
 }
 
 pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<i32> {
-    first_step(&args.schedule)?;
-    let v = put_schedule(&Api::new(&args.conn)?, &args.app, &args.version, &args.schedule).await?;
+    let api = Api::new(&args.conn)?;
+    let v = match &args.schedule {
+        Some(schedule) => {
+            first_step(schedule)?;
+            put_schedule(&api, &args.app, &args.version, schedule).await?
+        }
+        None => api.delete_json(&format!("/apps/{}/releases/{}/schedule", seg(&args.app), seg(&args.version))).await?,
+    };
     show(&args.conn, &v);
     Ok(crate::exit::OK)
 }

@@ -86,7 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", post(routes::admin::create_token).get(routes::admin::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(routes::admin::revoke_token))
         .route("/audit", get(routes::admin::list_audit))
-        .route("/apps/{app}/releases/{version}/schedule", put(routes::rollouts::set_schedule))
+        .route("/apps/{app}/releases/{version}/schedule", put(routes::rollouts::set_schedule).delete(routes::rollouts::delete_schedule))
         .route("/apps/{app}/releases/{version}/health", get(routes::rollouts::get_rollout_status))
         .route("/apps/{app}/health-rules", get(routes::rollouts::get_health_rules).put(routes::rollouts::set_health_rules))
         .route("/apps/{app}/dsn", get(ingest::admin::get_dsn))

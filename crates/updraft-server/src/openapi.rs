@@ -20,7 +20,7 @@ use crate::routes::{admin, keys, public, rollouts};
         admin::create_upload, admin::get_upload, admin::append_upload,
         admin::create_release, admin::list_releases, admin::get_release, admin::publish_release,
         admin::set_rollout, admin::pause_rollout, admin::resume_rollout, admin::yank_release,
-        rollouts::set_schedule, rollouts::get_rollout_status, rollouts::get_health_rules, rollouts::set_health_rules,
+        rollouts::set_schedule, rollouts::delete_schedule, rollouts::get_rollout_status, rollouts::get_health_rules, rollouts::set_health_rules,
         admin::create_token, admin::list_tokens, admin::revoke_token,
         admin::list_audit,
         keys::list_keys, keys::rotate_keys, keys::export_root, keys::import_root,

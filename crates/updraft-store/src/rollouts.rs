@@ -70,6 +70,9 @@ pub trait RolloutStore {
     async fn put_health_settings(&self, row: &HealthSettingsRow, audit: &AuditEntry) -> Result<(), StoreError>;
 
     async fn get_schedule(&self, app: &str, version: &str) -> Result<Option<ScheduleRow>, StoreError>;
+    /// Removes a release's schedule with its audit event, in one transaction; `false` (nothing
+    /// written) when there is none. A job that read the row before fails its own `expect`.
+    async fn delete_schedule(&self, app: &str, version: &str, audit: &AuditEntry) -> Result<bool, StoreError>;
     /// Schedules in one state (all apps), oldest first.
     async fn list_schedules(&self, state: ScheduleState) -> Result<Vec<ScheduleRow>, StoreError>;
     /// Writes `changes` and the schedule row in one transaction. With `expect`, the stored row

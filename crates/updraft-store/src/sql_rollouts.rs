@@ -58,6 +58,22 @@ macro_rules! rollout_store_sql {
                     Ok(())
                 }
 
+                async fn delete_schedule(&self, app: &str, version: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+                    let (_w, mut tx) = self.begin_write().await?;
+                    let gone = sqlx::query("DELETE FROM rollout_schedules WHERE app = $1 AND version = $2")
+                        .bind(app)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if gone == 0 {
+                        return Ok(false);
+                    }
+                    write_changes(&mut tx, app, &Changeset { audit: Some(audit.clone()), ..Default::default() }).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
                 async fn get_schedule(&self, app: &str, version: &str) -> Result<Option<ScheduleRow>, StoreError> {
                     let row = sqlx::query("SELECT * FROM rollout_schedules WHERE app = $1 AND version = $2")
                         .bind(app)

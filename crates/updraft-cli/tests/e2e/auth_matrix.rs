@@ -87,6 +87,8 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
     }
     publish(&server, dir.path(), "demo", "2.0.0", "linux-x86_64", &bytes(100, 99), &["--draft"]);
     server.cli(&["rollout", "pause", "demo", "1.6.0"]).ok();
+    // A schedule for delete_schedule's right call to remove (set_schedule puts one back).
+    server.cli(&["rollout", "schedule", "demo", "1.5.0", "--schedule", "50%:1h,100%"]).ok();
 
     // Tokens: one per role with every app, the right ones scoped to "demo", and the bad ones.
     let bearer = |t: &str| format!("Bearer {t}");
@@ -162,6 +164,7 @@ fn every_admin_operation_enforces_authentication_role_and_scope() {
             200,
         ),
     );
+    ops.insert("delete_schedule", op("publisher", Scope::App, Method::DELETE, "/v1/admin/apps/demo/releases/1.5.0/schedule", None, 200));
     ops.insert("get_rollout_status", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/releases/1.5.0/health", None, 200));
     ops.insert("get_health_rules", op("viewer", Scope::App, Method::GET, "/v1/admin/apps/demo/health-rules", None, 200));
     ops.insert(

@@ -100,6 +100,37 @@ fn a_schedule_advances_step_by_step_only_when_its_rules_pass() {
 }
 
 #[test]
+fn a_cleared_schedule_leaves_the_release_where_it_is_for_people_to_move() {
+    let (dir, data) = scratch();
+    let server = fast_server(&data);
+    server.cli(&["app", "create", "demo"]).ok();
+    publish(&server, dir.path(), "demo", "1.0.0", "linux-x86_64", &bytes(64, 1), &[]);
+    publish(&server, dir.path(), "demo", "2.0.0", "linux-x86_64", &bytes(64, 2), &["--schedule", "10%:1s,50%:1s,100%"]);
+    let cleared = server.cli(&["rollout", "schedule", "demo", "2.0.0", "--clear", "--json"]).ok().json();
+    assert!(cleared["schedule"].is_null(), "{cleared}");
+    assert_eq!(cleared["rollout_percent"], 10.0, "{cleared}");
+    // Rules that would let a schedule run on time alone: nothing moves it now.
+    let rules = dir.path().join("none.json");
+    std::fs::write(&rules, r#"{"rules": []}"#).unwrap();
+    server.cli(&["app", "health-rules", "demo", "--set", rules.to_str().unwrap()]).ok();
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(&server, "demo", "2.0.0");
+    assert_eq!(s["rollout_percent"], 10.0, "{s}");
+    assert!(s["schedule"].is_null(), "{s}");
+    assert!(audit_actions(&server, "demo").iter().all(|e| e["action"] != "rollout.advance"));
+    let clear = audit_actions(&server, "demo").into_iter().find(|e| e["action"] == "rollout.schedule.clear").expect("audited");
+    assert_eq!(clear["detail"]["schedule"], "10%:1s,50%:1s,100%", "{clear}");
+    // People move it; a second clear has nothing to clear.
+    server.cli(&["rollout", "set", "demo", "2.0.0", "--percent", "40"]).ok();
+    assert_eq!(status(&server, "demo", "2.0.0")["rollout_percent"], 40.0);
+    let again = server.cli(&["rollout", "schedule", "demo", "2.0.0", "--clear"]);
+    assert_eq!(again.code, 6, "{again:?}");
+    assert!(again.stderr.contains("schedule_not_found"), "{}", again.stderr);
+    let usage = server.cli(&["rollout", "schedule", "demo", "2.0.0"]);
+    assert_eq!(usage.code, 2, "neither --schedule nor --clear: {usage:?}");
+}
+
+#[test]
 fn bad_schedules_rules_and_webhooks_get_clear_errors() {
     let (dir, data) = scratch();
     let server = Server::start(&data);

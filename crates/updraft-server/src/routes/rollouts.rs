@@ -309,6 +309,42 @@ pub async fn set_schedule(
     rollout_status_of(&state, &app, &version).await
 }
 
+/// Stops a release's schedule where it stands: the release keeps its share and state, and the
+/// job no longer advances or halts it (people are in charge again). `PUT` starts a new one.
+#[utoipa::path(delete, path = "/v1/admin/apps/{app}/releases/{version}/schedule", operation_id = "delete_schedule", tag = "rollouts",
+    params(ReleasePath),
+    responses((status = 200, description = "The release's rollout, now without a schedule", body = RolloutStatus),
+        (status = 404, description = "No such release, or it has no schedule")),
+    security(("bearer" = [])))]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(rid): RequestId,
+    Path(p): Path<ReleasePath>,
+) -> ApiResult<Response> {
+    let (app, version) = release_params(&p)?;
+    ops::require_app(&state, &caller, &app, Role::Publisher).await?;
+    {
+        let _guard = state.lock_app(&app).await?;
+        let releases = state.store.list_releases(app.as_str()).await?;
+        let release = releases
+            .iter()
+            .find(|r| r.version.parse::<Version>().is_ok_and(|v| v == version))
+            .ok_or_else(|| ApiError::release_not_found(app.as_str(), &version.to_string()))?;
+        let no_schedule = || ApiError::not_found("schedule_not_found", format!("release {} has no rollout schedule", release.version));
+        let row = state.store.get_schedule(app.as_str(), &release.version).await?.ok_or_else(no_schedule)?;
+        let detail = serde_json::json!({
+            "version": release.version, "schedule": row.schedule, "step": row.step, "state": row.state.as_str(),
+            "rollout_bp": release.rollout_bp,
+        });
+        let audit = ops::audit(&caller, "rollout.schedule.clear", Some(&app), detail, rid.as_deref());
+        if !state.store.delete_schedule(app.as_str(), &release.version, &audit).await? {
+            return Err(no_schedule());
+        }
+    }
+    rollout_status_of(&state, &app, &version).await
+}
+
 async fn rollout_status_of(state: &AppState, app: &AppId, version: &Version) -> ApiResult<Response> {
     let releases = state.store.list_releases(app.as_str()).await?;
     let release = releases
