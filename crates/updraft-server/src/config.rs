@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub auth_failure_rate_limit: Option<u64>,
     /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
     pub trust_forwarded_for: Option<bool>,
+    /// Let halt webhooks reach loopback, private and link-local addresses (off: SSRF guard).
+    pub webhook_allow_private: Option<bool>,
     /// PKCS#11 module for `pkcs11:` key URIs that do not name one.
     pub pkcs11_module: Option<PathBuf>,
     /// PIN for `pkcs11:` key URIs that carry none.
@@ -86,19 +88,21 @@ impl RawConfig {
     /// Reads `UPDRAFT_*` variables through `get` (the process environment in production).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let trust_forwarded_for = match get("UPDRAFT_TRUST_FORWARDED_FOR").as_deref().map(str::trim) {
+        let mut flag = |name: &str| match get(name).as_deref().map(str::trim) {
             None => None,
             Some("1" | "true" | "yes") => Some(true),
             Some("0" | "false" | "no") => Some(false),
             Some(v) => {
                 errors.push(ConfigError {
                     source_name: "environment".into(),
-                    field: "UPDRAFT_TRUST_FORWARDED_FOR".into(),
+                    field: name.into(),
                     message: format!("{v:?} is not true or false"),
                 });
                 None
             }
         };
+        let trust_forwarded_for = flag("UPDRAFT_TRUST_FORWARDED_FOR");
+        let webhook_allow_private = flag("UPDRAFT_WEBHOOK_ALLOW_PRIVATE");
         let mut num = |name: &str| -> Option<u64> {
             let v = get(name)?;
             match v.trim().parse() {
@@ -115,6 +119,7 @@ impl RawConfig {
         };
         let raw = RawConfig {
             trust_forwarded_for,
+            webhook_allow_private,
             max_upload_bytes: num("UPDRAFT_MAX_UPLOAD_BYTES"),
             max_json_bytes: num("UPDRAFT_MAX_JSON_BYTES").map(|n| n as usize),
             request_timeout_secs: num("UPDRAFT_REQUEST_TIMEOUT_SECS"),
@@ -179,6 +184,7 @@ impl RawConfig {
             admin_rate_limit: self.admin_rate_limit.or(lower.admin_rate_limit),
             auth_failure_rate_limit: self.auth_failure_rate_limit.or(lower.auth_failure_rate_limit),
             trust_forwarded_for: self.trust_forwarded_for.or(lower.trust_forwarded_for),
+            webhook_allow_private: self.webhook_allow_private.or(lower.webhook_allow_private),
             pkcs11_module: self.pkcs11_module.or(lower.pkcs11_module),
             pkcs11_pin: self.pkcs11_pin.or(lower.pkcs11_pin),
             ingest_max_body_bytes: self.ingest_max_body_bytes.or(lower.ingest_max_body_bytes),
@@ -307,6 +313,7 @@ impl RawConfig {
             admin_rate_limit: self.admin_rate_limit.unwrap_or(20),
             auth_failure_rate_limit: self.auth_failure_rate_limit.unwrap_or(5),
             trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
+            webhook_allow_private: self.webhook_allow_private.unwrap_or(false),
             pkcs11_module: self.pkcs11_module,
             pkcs11_pin: self.pkcs11_pin.filter(|p| !p.is_empty()),
         };
@@ -354,6 +361,8 @@ pub struct Config {
     pub admin_rate_limit: u64,
     pub auth_failure_rate_limit: u64,
     pub trust_forwarded_for: bool,
+    /// Halt webhooks may reach loopback, private and link-local addresses.
+    pub webhook_allow_private: bool,
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_pin: Option<String>,
     /// Crash and session ingest limits.

@@ -164,6 +164,18 @@ fn bad_schedules_rules_and_webhooks_get_clear_errors() {
     for part in ["vibes", "z must", "min_sample must be at least 1", "min_sample must be at most", "tolerance", "xml", "http://"] {
         assert!(msg.contains(part), "{part} missing from {msg}");
     }
+    // Webhooks into the server's own network (SSRF) are refused unless the operator allows them.
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:8080/",
+        "http://[::1]/",
+        "http://10.0.0.5/",
+    ] {
+        let (status, v) = put("/v1/admin/apps/demo/health-rules", json!({"webhook": {"url": url, "format": "json"}}));
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_health_rules")), "{url}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("UPDRAFT_WEBHOOK_ALLOW_PRIVATE"), "{url}: {v}");
+    }
     // The body is an object (serde would take a struct's fields as an array), and `defaults`
     // is in answers only.
     for body in [json!([2.5, null, null]), json!([]), json!({"defaults": true}), json!({"z": 2.5, "defaults": false})] {

@@ -81,7 +81,14 @@ fn start(with_baseline: bool) -> Sim {
     let (dir, data) = scratch();
     let server = Server::start_with(
         &data,
-        Opts { env: vec![("UPDRAFT_HEALTH_INTERVAL_SECS", "1".into()), ("UPDRAFT_INGEST_RATE_LIMIT", "0".into())] },
+        Opts {
+            env: vec![
+                ("UPDRAFT_HEALTH_INTERVAL_SECS", "1".into()),
+                ("UPDRAFT_INGEST_RATE_LIMIT", "0".into()),
+                // The test's webhook receiver listens on loopback.
+                ("UPDRAFT_WEBHOOK_ALLOW_PRIVATE", "true".into()),
+            ],
+        },
     );
     server.cli(&["app", "create", "demo"]).ok();
     let dsn = server.cli(&["app", "dsn", "demo", "--json"]).ok().json();

@@ -348,7 +348,7 @@ async fn step_one(
             commit(state, &app, &releases, &before, idx, ev, Some((&next, expect))).await?;
             tracing::warn!(app = %app, version = %before.version, "health rule tripped: rollout halted");
             if let Some(hook) = settings.webhook {
-                hooks.spawn(webhook::deliver(hook, evidence));
+                hooks.spawn(webhook::deliver(hook, evidence, state.config.webhook_allow_private));
             }
         }
     }

@@ -61,6 +61,80 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a webhook may reach `ip` by default. Not: loopback, private (RFC 1918, IPv6
+/// unique-local), link-local (where clouds serve instance credentials, 169.254.169.254),
+/// carrier-grade NAT, unspecified, broadcast or multicast — the server's own network, which a
+/// webhook URL must not turn into a target (SSRF).
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let [o0, o1, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || o0 == 0
+                || (o0 == 100 && (o1 & 0xc0) == 64))
+        }
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let s0 = a.segments()[0];
+                !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || (s0 & 0xfe00) == 0xfc00 || (s0 & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
+const PRIVATE_HINT: &str = "set UPDRAFT_WEBHOOK_ALLOW_PRIVATE=true to allow webhooks into the server's own network";
+
+/// Refuses a URL whose host is, by name or address, in the server's own network (see
+/// [`is_public`]), unless `allow_private`. Names are resolved again at each delivery.
+pub fn check_address(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let refused = match parsed.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(a)) => !is_public(a.into()),
+        Some(url::Host::Ipv6(a)) => !is_public(a.into()),
+        None => true,
+    };
+    if refused {
+        return Err(format!("the host is a loopback, private or link-local address: {PRIVATE_HINT}"));
+    }
+    Ok(())
+}
+
+/// Resolves the URL's host once, refusing addresses in the server's own network unless
+/// `allow_private`, and pins the client to what was checked (no second lookup an attacker's DNS
+/// could answer differently).
+async fn pinned_client(url: &str, allow_private: bool) -> Result<reqwest::Client, String> {
+    check_address(url, allow_private)?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let mut builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("updraft/", env!("CARGO_PKG_VERSION")));
+    if let Some(url::Host::Domain(host)) = parsed.host() {
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<std::net::SocketAddr> =
+            tokio::net::lookup_host((host, port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+        if !allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err(format!("{host} resolves into the server's own network: {PRIVATE_HINT}"));
+        }
+        builder = builder.resolve_to_addrs(host, &addrs);
+    }
+    builder.build().map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
 /// The body to send for a halt.
 pub fn payload(format: Format, evidence: &Value) -> Value {
     let app = evidence["app"].as_str().unwrap_or("?");
@@ -105,12 +179,12 @@ pub fn payload(format: Format, evidence: &Value) -> Value {
 
 /// POSTs the halt to the webhook, retrying on failures and non-2xx answers. Failures are
 /// logged; the halt itself is already committed.
-pub async fn deliver(hook: Webhook, evidence: Value) {
+pub async fn deliver(hook: Webhook, evidence: Value, allow_private: bool) {
     let body = payload(hook.format, &evidence);
-    let client = match reqwest::Client::builder().timeout(TIMEOUT).user_agent(concat!("updraft/", env!("CARGO_PKG_VERSION"))).build() {
+    let client = match pinned_client(&hook.url, allow_private).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "webhook: cannot build an HTTP client");
+            tracing::error!(error = %e, "webhook: not delivering the halt");
             return;
         }
     };
@@ -143,6 +217,31 @@ mod tests {
         }
         for bad in ["ftp://x", "http://", "https://user:pw@host/", "http://a b", "hooks.slack.com"] {
             assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_servers_own_network_is_refused_unless_allowed() {
+        for bad in [
+            "http://127.0.0.1:9/hook",
+            "http://localhost/x",
+            "http://api.localhost./x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://172.16.5.4/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(check_address(bad, false).is_err(), "{bad}");
+            assert_eq!(check_address(bad, true), Ok(()), "{bad}");
+        }
+        for ok in ["https://hooks.slack.com/services/T/B/X", "http://8.8.8.8/", "http://[2001:4860::8888]/", "http://172.32.0.1/"] {
+            assert_eq!(check_address(ok, false), Ok(()), "{ok}");
         }
     }
 

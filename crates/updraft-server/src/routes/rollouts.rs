@@ -429,7 +429,7 @@ pub async fn set_health_rules(
         }
     };
     if let Some(w) = &body.webhook {
-        if let Err(e) = webhook::check_url(&w.url) {
+        if let Err(e) = webhook::check_url(&w.url).and_then(|()| webhook::check_address(&w.url, state.config.webhook_allow_private)) {
             problems.push(format!("webhook url: {e}"));
         }
     }
