@@ -177,25 +177,27 @@ fn key_values(s: &str) -> (String, bool) {
     (out, changed)
 }
 
-/// `Bearer …` / `Basic …` credentials.
+/// `Bearer …` / `Basic …` credentials, in one pass over the string in order, whichever scheme
+/// comes next (two passes, one per scheme, skipped a `Basic` credential that came before a
+/// `Bearer` one, and scrubbing was not idempotent; found by the envelope fuzz target).
 fn bearer(s: &str) -> (String, bool) {
+    const SCHEMES: [&str; 2] = ["bearer ", "basic "];
+    // ASCII lowercasing keeps every byte where it was: indices into `lower` are indices into `s`.
     let lower = s.to_ascii_lowercase();
     let mut out = String::with_capacity(s.len());
     let mut copied = 0;
     let mut changed = false;
-    for scheme in ["bearer ", "basic "] {
-        let mut from = 0;
-        while let Some(p) = lower[from..].find(scheme) {
-            let v = from + p + scheme.len();
-            let end = s[v..].find(|c: char| c.is_whitespace() || c == '"' || c == ',').map_or(s.len(), |e| v + e);
-            if end > v && &s[v..end] != FILTERED && v >= copied {
-                out.push_str(&s[copied..v]);
-                out.push_str(FILTERED);
-                copied = end;
-                changed = true;
-            }
-            from = end.max(v);
+    let mut from = 0;
+    while let Some((at, len)) = SCHEMES.iter().filter_map(|sch| lower[from..].find(sch).map(|p| (from + p, sch.len()))).min() {
+        let v = at + len;
+        let end = s[v..].find(|c: char| c.is_whitespace() || c == '"' || c == ',').map_or(s.len(), |e| v + e);
+        if end > v && &s[v..end] != FILTERED {
+            out.push_str(&s[copied..v]);
+            out.push_str(FILTERED);
+            copied = end;
+            changed = true;
         }
+        from = end.max(v);
     }
     out.push_str(&s[copied..]);
     (out, changed)
@@ -363,6 +365,11 @@ mod tests {
         assert_eq!(s("d:/users/dave"), "d:/users/[user]");
         assert_eq!(s("Authorization: Bearer abc.def.ghi"), "Authorization: [Filtered]");
         assert_eq!(s("Bearer abc.def"), "Bearer [Filtered]");
+        // A Basic credential before a Bearer one (the fuzz target's finding): both, in one pass.
+        assert_eq!(s("x basic dXNlcjpwdw== then Bearer abc"), "x basic [Filtered] then Bearer [Filtered]");
+        let found = "{\"$-ybasic /Use6_01:46_016 {\"type\":\"sessions\"}9_01_01t=abc Bearer xyz\"starte+\"";
+        let once = scrub_str(found).unwrap();
+        assert_eq!(scrub_str(&once), None, "{once}");
         assert_eq!(s("GET /x?user=1&password=hunter2&token=t0k"), "GET /x?user=1&password=[Filtered]&token=[Filtered]");
         // Things that look close but are not personal data stay.
         for keep in ["version 1.2.3.4.5", "12:30:45", "ValueError: boom", "9ec79c33ec9942ab8353589fcb2e04dc", "a@b", "ratio 3:4"] {
