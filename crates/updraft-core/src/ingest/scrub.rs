@@ -71,8 +71,22 @@ pub fn scrub_value(v: &mut Value) {
     }
 }
 
-/// The scrubbed string, or `None` when nothing in it needed scrubbing.
+/// The scrubbed string, or `None` when nothing in it needed scrubbing. The passes run again
+/// on what they changed until nothing changes (a replacement can split a token so that a
+/// part of it is found the next time, e.g. an IPv6 address before an IMEI), so scrubbed
+/// text never needs another pass.
 pub fn scrub_str(s: &str) -> Option<String> {
+    let mut cur = scrub_once(s)?;
+    for _ in 0..4 {
+        match scrub_once(&cur) {
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    Some(cur)
+}
+
+fn scrub_once(s: &str) -> Option<String> {
     let mut out = home_dirs(s);
     let mut changed = out.is_some();
     let cur = out.take().unwrap_or_else(|| s.to_owned());
@@ -370,6 +384,10 @@ mod tests {
         let found = "{\"$-ybasic /Use6_01:46_016 {\"type\":\"sessions\"}9_01_01t=abc Bearer xyz\"starte+\"";
         let once = scrub_str(found).unwrap();
         assert_eq!(scrub_str(&once), None, "{once}");
+        // An IPv6 address run into an IMEI: the address shows only once the IMEI is replaced.
+        let once = scrub_str("rs\\dan 00::3c2b:490154203237518").unwrap();
+        assert_eq!(scrub_str(&once), None, "{once}");
+        assert!(!once.contains("3c2b"), "{once}");
         assert_eq!(s("GET /x?user=1&password=hunter2&token=t0k"), "GET /x?user=1&password=[Filtered]&token=[Filtered]");
         // Things that look close but are not personal data stay.
         for keep in ["version 1.2.3.4.5", "12:30:45", "ValueError: boom", "9ec79c33ec9942ab8353589fcb2e04dc", "a@b", "ratio 3:4"] {
