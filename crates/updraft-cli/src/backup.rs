@@ -368,11 +368,7 @@ struct DumpSink {
     files: Vec<(String, PathBuf)>,
     out: Option<std::io::BufWriter<std::fs::File>>,
     table: Option<Table>,
-    blobs: BTreeSet<BlobRef>,
-    /// (app, role, version, body) of every TUF metadata row.
-    metadata: Vec<(String, String, u64, Vec<u8>)>,
-    key_files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    apps: Vec<String>,
+    seen: Seen,
 }
 
 fn col<'a>(t: &Table, values: &'a [Value], name: &str) -> Option<&'a Value> {
@@ -465,7 +461,7 @@ impl RowSink for DumpSink {
         };
         serde_json::to_writer(&mut *w, &values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         w.write_all(b"\n").map_err(StoreError::io(&self.dir))?;
-        observe(t, &values, &mut self.blobs, &mut self.metadata, &mut self.key_files, &mut self.apps);
+        self.seen.row(t, &values);
         Ok(())
     }
 }
@@ -474,15 +470,7 @@ impl RowSink for DumpSink {
 fn newest_versions(metadata: &[(String, String, u64, Vec<u8>)]) -> BTreeMap<String, ServedVersions> {
     let mut out: BTreeMap<String, ServedVersions> = BTreeMap::new();
     for (app, role, version, _) in metadata {
-        let v = out.entry(app.clone()).or_default();
-        let slot = match role.as_str() {
-            "root" => &mut v.root,
-            "targets" => &mut v.targets,
-            "snapshot" => &mut v.snapshot,
-            "timestamp" => &mut v.timestamp,
-            _ => continue,
-        };
-        *slot = (*slot).max(*version);
+        out.entry(app.clone()).or_default().raise_role(role, *version);
     }
     out
 }
@@ -546,32 +534,23 @@ async fn create(args: CreateArgs) -> anyhow::Result<i32> {
         attempt += 1;
         let dir = tmp.path().join(format!("dump{attempt}"));
         std::fs::create_dir_all(&dir)?;
-        let mut sink = DumpSink {
-            dir,
-            files: Vec::new(),
-            out: None,
-            table: None,
-            blobs: BTreeSet::new(),
-            metadata: Vec::new(),
-            key_files: BTreeMap::new(),
-            apps: Vec::new(),
-        };
+        let mut sink = DumpSink { dir, files: Vec::new(), out: None, table: None, seen: Seen::default() };
         let tables = db.dump(&mut sink).await.context("reading the database")?;
         if let Some(mut w) = sink.out.take() {
             w.flush()?;
         }
         if source == "sqlite" {
             let repo = Repo::new(&config.data_dir, None, config.lifetimes);
-            for app in &sink.apps {
+            for app in &sink.seen.apps {
                 let id: AppId = app.parse().map_err(|e| anyhow!("stored app id {app}: {e}"))?;
                 let files = updraft_server::cluster::local_key_files(&repo, &id).map_err(|e| anyhow!("{}", e.message))?;
-                sink.key_files.insert(app.clone(), files);
+                sink.seen.key_files.insert(app.clone(), files);
             }
         }
         let mut unusable = Vec::new();
-        for app in &sink.apps {
-            let root = newest_root(&sink.metadata, app).ok_or_else(|| anyhow!("app {app} has no root metadata"))?;
-            let files = sink.key_files.get(app).cloned().unwrap_or_default();
+        for app in &sink.seen.apps {
+            let root = newest_root(&sink.seen.metadata, app).ok_or_else(|| anyhow!("app {app} has no root metadata"))?;
+            let files = sink.seen.key_files.get(app).cloned().unwrap_or_default();
             if !keys_sign_root(&files, root, &config)? {
                 unusable.push(app.clone());
             }
@@ -601,8 +580,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<i32> {
     };
     let manifest = Manifest {
         tables: tables.iter().cloned().collect(),
-        blobs: sink.blobs.iter().cloned().collect(),
-        apps: newest_versions(&sink.metadata),
+        blobs: sink.seen.blobs.iter().cloned().collect(),
+        apps: newest_versions(&sink.seen.metadata),
         ..Default::default()
     };
     let mut total: u64 = sink.files.iter().map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
@@ -629,7 +608,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<i32> {
     let input = ArchiveInput {
         header_json: serde_json::to_vec_pretty(&header)?,
         tables: sink.files.clone(),
-        key_files: if source == "sqlite" { sink.key_files.clone() } else { BTreeMap::new() },
+        key_files: if source == "sqlite" { sink.seen.key_files.clone() } else { BTreeMap::new() },
         blobs: if args.with_blobs { Some(Arc::new(blobs)) } else { None },
         rt: tokio::runtime::Handle::current(),
         progress: progress.clone(),
@@ -990,6 +969,7 @@ fn read_archive(
 #[derive(Default)]
 struct Seen {
     blobs: BTreeSet<BlobRef>,
+    /// (app, role, version, body) of every TUF metadata row.
     metadata: Vec<(String, String, u64, Vec<u8>)>,
     key_files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     apps: Vec<String>,

@@ -65,15 +65,20 @@ impl ServedVersions {
     /// Raises each role to at least the version of any row of it in `rows`.
     pub fn raise(&mut self, rows: &[MetadataRow]) {
         for r in rows {
-            let v = match r.role.as_str() {
-                "root" => &mut self.root,
-                "targets" => &mut self.targets,
-                "snapshot" => &mut self.snapshot,
-                "timestamp" => &mut self.timestamp,
-                _ => continue,
-            };
-            *v = (*v).max(r.version);
+            self.raise_role(&r.role, r.version);
         }
+    }
+
+    /// Raises `role` to at least `version` (other role names are ignored).
+    pub fn raise_role(&mut self, role: &str, version: u64) {
+        let v = match role {
+            "root" => &mut self.root,
+            "targets" => &mut self.targets,
+            "snapshot" => &mut self.snapshot,
+            "timestamp" => &mut self.timestamp,
+            _ => return,
+        };
+        *v = (*v).max(version);
     }
 
     /// Each role at the higher of the two.
